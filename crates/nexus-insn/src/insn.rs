@@ -536,7 +536,7 @@ impl std::error::Error for DecodeError {}
 
 /// Decode bytes into instructions (an `LD_IMM64` yields two entries).
 pub fn decode(bytes: &[u8]) -> Result<Vec<Insn>, DecodeError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(DecodeError::Length(bytes.len()));
     }
     let prog: Vec<Insn> = bytes
