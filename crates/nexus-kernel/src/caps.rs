@@ -11,7 +11,7 @@ use crate::map::{Map, MapSpec};
 use crate::prog::BtfTarget;
 use crate::prog::{Program, ProgramSpec};
 use crate::ringbuf::RingBuf;
-use crate::{perf, tracefs};
+use crate::{elf, perf, tracefs};
 use nexus_insn::{Insn, MapType, ProgType, Reg};
 use serde::Serialize;
 use std::io::Read;
@@ -92,6 +92,13 @@ fn cap_eff() -> Option<u64> {
 fn parse_cap_eff(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
     u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+}
+
+/// True when this process holds the capabilities BPF tracing needs
+/// (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN), so an `EPERM` from the
+/// kernel is a policy refusal rather than missing privilege.
+pub(crate) fn has_bpf_privileges() -> bool {
+    cap_eff().is_some_and(|m| m & (1 << 21) != 0 || (m & (1 << 39) != 0 && m & (1 << 38) != 0))
 }
 
 fn cap_bit(eff: Option<u64>, bit: u32, name: &str, fix: &str) -> Capability {
@@ -231,10 +238,19 @@ fn read_kernel_config(release: &str) -> Option<String> {
     std::fs::read_to_string(format!("/boot/config-{release}")).ok()
 }
 
-/// The tgid-free uprobe target: a libc function, traced for this process only.
+/// A uprobe target only this process maps: the entry point of our own
+/// executable (present even when stripped), traced for this process only.
+/// A shared library such as libc would work too, but registering a uprobe
+/// walks every process mapping the file, which costs tens of milliseconds.
 fn uprobe_target(retprobe: bool) -> Result<UprobeTarget, String> {
-    let pid = std::process::id() as i32;
-    UprobeTarget::symbol("libc", "getppid", retprobe, Some(pid)).map_err(|e| e.to_string())
+    let path = std::env::current_exe().map_err(|e| format!("finding our own executable: {e}"))?;
+    let offset = elf::entry_offset(&path).map_err(|e| e.to_string())?;
+    Ok(UprobeTarget {
+        path,
+        offset,
+        retprobe,
+        pid: Some(std::process::id() as i32),
+    })
 }
 
 /// Probe everything `doctor` reports. Attachments made while probing are

@@ -180,17 +180,30 @@ pub fn symbol_offset(path: &Path, symbol: &str) -> Result<u64, ElfError> {
             path: path.display().to_string(),
             symbol: symbol.to_string(),
         })?;
-    for seg in obj.segments() {
-        let (vaddr, size) = (seg.address(), seg.size());
-        if addr >= vaddr && addr < vaddr + size {
-            let (file_off, _) = seg.file_range();
-            return Ok(addr - vaddr + file_off);
-        }
-    }
-    Err(ElfError::NoSegment {
+    addr_to_offset(&obj, addr).ok_or_else(|| ElfError::NoSegment {
         path: path.display().to_string(),
         symbol: symbol.to_string(),
         addr,
+    })
+}
+
+/// The file offset of the ELF entry point (`e_entry`): an instruction
+/// address every executable has, even a stripped one.
+pub fn entry_offset(path: &Path) -> Result<u64, ElfError> {
+    let data = read_elf(path)?;
+    let obj = parse(path, &data)?;
+    addr_to_offset(&obj, obj.entry()).ok_or_else(|| ElfError::NoSegment {
+        path: path.display().to_string(),
+        symbol: "entry point".to_string(),
+        addr: obj.entry(),
+    })
+}
+
+/// `addr − vaddr + file offset` of the loadable segment containing `addr`.
+fn addr_to_offset(obj: &object::File<'_>, addr: u64) -> Option<u64> {
+    obj.segments().find_map(|seg| {
+        let (vaddr, size) = (seg.address(), seg.size());
+        (addr >= vaddr && addr < vaddr + size).then(|| addr - vaddr + seg.file_range().0)
     })
 }
 

@@ -79,8 +79,11 @@ fn log_tail(log: &str) -> String {
 
 fn explain(errno: i32, prog_type: ProgType, log: &str) -> String {
     match errno {
-        libc::EPERM if matches!(prog_type, ProgType::Tracing) && log_passed(log) => {
-            "the kernel refused the program after the verifier accepted it (EPERM): attaching to kernel functions is locked down on this kernel".into()
+        libc::EPERM
+            if matches!(prog_type, ProgType::Tracing)
+                && (log_passed(log) || crate::caps::has_bpf_privileges()) =>
+        {
+            "the kernel refused the program (EPERM) although this process has the BPF privileges: attaching to kernel functions (fentry/fexit) is locked down on this kernel".into()
         }
         libc::EPERM => "the kernel refused (EPERM): missing CAP_BPF/CAP_PERFMON or CAP_SYS_ADMIN, or this program type is locked down".into(),
         libc::EACCES => "the verifier rejected the program".into(),
@@ -265,10 +268,10 @@ impl Program {
             expected_attach_type: expected,
             log,
         };
-        if !spec.keep_log {
-            if let Ok(fd) = attempt(None) {
-                return Ok(make(fd, None));
-            }
+        if !spec.keep_log
+            && let Ok(fd) = attempt(None)
+        {
+            return Ok(make(fd, None));
         }
         let mut size = LOG_START;
         loop {

@@ -145,6 +145,9 @@ impl RingBuf {
     /// The next complete record, or `None` when the buffer is empty or the
     /// next record is still being written. The record's space is handed back
     /// to the kernel when the returned guard is dropped.
+    // Not `Iterator::next`: each record borrows the buffer (a lending
+    // iterator), which the `Iterator` trait cannot express.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<RingBufRecord<'_>> {
         loop {
             let cons = self.consumer_pos().load(Ordering::Relaxed);
