@@ -631,3 +631,139 @@ impl std::fmt::Display for TypeName {
         Ok(())
     }
 }
+
+impl Program {
+    /// Set every span to `0..0`, so two trees can be compared for
+    /// structure alone (e.g. a program and its printed-then-reparsed self,
+    /// or a desugared front-end program and a parsed one).
+    pub fn clear_spans(&mut self) {
+        self.span = Span::default();
+        for probe in &mut self.probes {
+            probe.span = Span::default();
+            for ap in &mut probe.attach_points {
+                ap.span = Span::default();
+            }
+            if let Some(pred) = &mut probe.predicate {
+                pred.clear_spans();
+            }
+            probe.body.clear_spans();
+        }
+    }
+}
+
+impl Block {
+    /// See [`Program::clear_spans`].
+    pub fn clear_spans(&mut self) {
+        self.span = Span::default();
+        for stmt in &mut self.stmts {
+            stmt.clear_spans();
+        }
+    }
+}
+
+impl Stmt {
+    /// See [`Program::clear_spans`].
+    pub fn clear_spans(&mut self) {
+        self.span = Span::default();
+        match &mut self.kind {
+            StmtKind::Expr(e) | StmtKind::Return(Some(e)) => e.clear_spans(),
+            StmtKind::Assign { target, value, .. } => {
+                target.clear_spans();
+                value.clear_spans();
+            }
+            StmtKind::Delete { map } => map.clear_spans(),
+            StmtKind::If {
+                cond,
+                then_block,
+                else_block,
+            } => {
+                cond.clear_spans();
+                then_block.clear_spans();
+                if let Some(b) = else_block {
+                    b.clear_spans();
+                }
+            }
+            StmtKind::Unroll { count: cond, body } | StmtKind::While { cond, body } => {
+                cond.clear_spans();
+                body.clear_spans();
+            }
+            StmtKind::For { var, map, body } => {
+                var.span = Span::default();
+                map.clear_spans();
+                body.clear_spans();
+            }
+            StmtKind::Block(b) => b.clear_spans(),
+            StmtKind::Break | StmtKind::Continue | StmtKind::Return(None) => {}
+        }
+    }
+}
+
+impl LValue {
+    /// See [`Program::clear_spans`].
+    pub fn clear_spans(&mut self) {
+        match self {
+            LValue::Var(v) => v.span = Span::default(),
+            LValue::Map(m) => m.clear_spans(),
+        }
+    }
+}
+
+impl MapAccess {
+    /// See [`Program::clear_spans`].
+    pub fn clear_spans(&mut self) {
+        self.span = Span::default();
+        self.name_span = Span::default();
+        for key in &mut self.keys {
+            key.clear_spans();
+        }
+    }
+}
+
+impl Expr {
+    /// See [`Program::clear_spans`].
+    pub fn clear_spans(&mut self) {
+        self.span = Span::default();
+        match &mut self.kind {
+            ExprKind::Int(_)
+            | ExprKind::Str(_)
+            | ExprKind::Positional(_)
+            | ExprKind::PositionalCount
+            | ExprKind::Builtin(_)
+            | ExprKind::Ident(_) => {}
+            ExprKind::Var(v) => v.span = Span::default(),
+            ExprKind::Map(m) => m.clear_spans(),
+            ExprKind::Call { name, args } => {
+                name.span = Span::default();
+                args.iter_mut().for_each(Expr::clear_spans);
+            }
+            ExprKind::Unary { expr, .. } => expr.clear_spans(),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                lhs.clear_spans();
+                rhs.clear_spans();
+            }
+            ExprKind::Ternary {
+                cond,
+                then_expr,
+                else_expr,
+            } => {
+                cond.clear_spans();
+                then_expr.clear_spans();
+                else_expr.clear_spans();
+            }
+            ExprKind::Cast { ty, expr } => {
+                ty.span = Span::default();
+                expr.clear_spans();
+            }
+            ExprKind::Field { expr, field, .. } => {
+                field.span = Span::default();
+                expr.clear_spans();
+            }
+            ExprKind::Index { expr, index } => {
+                expr.clear_spans();
+                index.clear_spans();
+            }
+            ExprKind::IncDec { target, .. } => target.clear_spans(),
+            ExprKind::Tuple(items) => items.iter_mut().for_each(Expr::clear_spans),
+        }
+    }
+}

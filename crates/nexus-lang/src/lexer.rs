@@ -164,6 +164,12 @@ impl<'s> Lexer<'s> {
         std::mem::take(&mut self.diags)
     }
 
+    /// Move the cursor back to `pos` (a token start already lexed), so the
+    /// parser can re-read it in attach-point mode.
+    pub fn rewind(&mut self, pos: usize) {
+        self.pos = pos.min(self.src.len());
+    }
+
     /// Current byte offset.
     pub fn pos(&self) -> usize {
         self.pos
@@ -240,7 +246,10 @@ impl<'s> Lexer<'s> {
                 b':' => {
                     if !path_allowed {
                         let provider = &self.src[start..self.pos];
-                        path_allowed = matches!(provider, "uprobe" | "uretprobe" | "u" | "ur");
+                        // Unknown providers (usdt, iter, ...) keep their
+                        // whole text so the error names all of it once.
+                        path_allowed = matches!(provider, "uprobe" | "uretprobe" | "u" | "ur")
+                            || crate::names::probe_kind(provider).is_none();
                     }
                     self.pos += 1;
                 }

@@ -121,6 +121,14 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("zero", "zero(@map): zero every value"),
     ("len", "len(@map) or len(ustack): number of elements"),
     ("has_key", "has_key(@map, key): element exists"),
+    ("kptr", "kptr(ptr): mark a pointer as kernel memory"),
+    ("uptr", "uptr(ptr): mark a pointer as user memory"),
+    (
+        "cgroup_path",
+        "cgroup_path(id [, filter]): cgroup path of an id",
+    ),
+    ("strerror", "strerror(errno): error name of an errno value"),
+    ("debugf", "debugf(fmt, ...): print to the kernel trace pipe"),
 ];
 
 /// Probe providers: every spelling the parser accepts, with its kind.
@@ -157,6 +165,21 @@ pub const PROBE_PROVIDERS: &[(&str, crate::ast::ProbeKind)] = {
         ("h", K::Hardware),
     ]
 };
+
+/// bpftrace probe providers that bpfnexus does not support (so the error
+/// says "not supported" rather than "unknown").
+pub const UNSUPPORTED_PROVIDERS: &[&str] = &[
+    "usdt",
+    "U",
+    "watchpoint",
+    "w",
+    "asyncwatchpoint",
+    "aw",
+    "iter",
+    "it",
+    "kfunc_module",
+    "self",
+];
 
 /// The provider for a spelling such as `t` or `kretfunc`.
 pub fn probe_kind(name: &str) -> Option<crate::ast::ProbeKind> {

@@ -125,7 +125,13 @@ pub fn parse_attach_point(text: &str, span: Span) -> Result<AttachPoint, Diagnos
             format!("unknown probe type `{}`", provider.text),
         )
         .with_hint_opt(hint);
-        if matches!(provider.text, "struct" | "union" | "enum") {
+        if crate::names::UNSUPPORTED_PROVIDERS.contains(&provider.text) {
+            diag = Diagnostic::error(
+                provider.span,
+                format!("`{}` probes are not supported", provider.text),
+            )
+            .with_hint("supported: tracepoint, rawtracepoint, kprobe, uprobe, fentry, profile, interval, software, hardware, BEGIN, END");
+        } else if matches!(provider.text, "struct" | "union" | "enum") {
             diag = Diagnostic::error(
                 provider.span,
                 format!("`{}` definitions are not supported", provider.text),
