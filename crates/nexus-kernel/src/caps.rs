@@ -284,8 +284,10 @@ pub fn probe_capabilities() -> Capabilities {
         }
     };
 
+    let already_mounted = tracefs::mounted_root().is_some();
     let tracefs_cap = match tracefs::root() {
-        Ok(p) => Capability::yes(format!("mounted at {}", p.display())),
+        Ok(p) if already_mounted => Capability::yes(format!("mounted at {}", p.display())),
+        Ok(p) => Capability::yes(format!("was not mounted; mounted it at {}", p.display())),
         Err(e) => Capability::no(
             e.to_string(),
             Some("as root: `mount -t tracefs nodev /sys/kernel/tracing`"),

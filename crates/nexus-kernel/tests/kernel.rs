@@ -7,13 +7,15 @@
 
 use nexus_insn::op::PSEUDO_MAP_IDX;
 use nexus_insn::{AluOp, AtomicOp, Helper, Insn, JmpCond, MapType, ProgType, Reg, Size, Src};
+use nexus_kernel::sys::{self, BpfAttr, BpfCmd, PerfEventAttr, RealSys, Sys};
 use nexus_kernel::{
     AttachError, AttachTarget, BtfTarget, KprobeTarget, Link, Map, MapSpec, PerfEventTarget,
     Program, ProgramSpec, RingBuf, UpdateFlags, UprobeTarget, attach, loaded_program_ids, tracefs,
 };
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -79,6 +81,10 @@ impl Asm {
     fn jmp(&mut self, cond: JmpCond, dst: Reg, src: Src, label: &'static str) -> &mut Self {
         self.fixups.push((self.insns.len(), label));
         self.i(Insn::jmp(cond, dst, src, 0))
+    }
+    fn goto(&mut self, label: &'static str) -> &mut Self {
+        self.fixups.push((self.insns.len(), label));
+        self.i(Insn::ja(0))
     }
     fn label(&mut self, name: &'static str) -> &mut Self {
         self.labels.insert(name, self.insns.len());
@@ -171,6 +177,17 @@ fn wait_records(rb: &mut RingBuf, n: usize) -> Vec<Vec<u8>> {
     got
 }
 
+/// Pin the calling thread (a test thread of its own) to `cpu`.
+fn pin_to_cpu(cpu: u32) {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t and `cpu` is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the set is valid for the call.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(r, 0, "sched_setaffinity to CPU {cpu}");
+}
+
 fn getppid_syscall() {
     // SAFETY: getppid has no arguments and no side effects.
     unsafe { libc::syscall(libc::SYS_getppid) };
@@ -215,10 +232,54 @@ fn check_keyed_map(map_type: MapType) {
     assert!(m.lookup(&[1, 2]).is_err(), "wrong key size must be refused");
 }
 
+/// Passes every call to the real kernel and records the bpf commands.
+#[derive(Default)]
+struct CountingSys {
+    cmds: std::cell::RefCell<Vec<BpfCmd>>,
+}
+
+impl Sys for CountingSys {
+    fn bpf(&self, cmd: BpfCmd, attr: &mut BpfAttr) -> std::io::Result<i64> {
+        self.cmds.borrow_mut().push(cmd);
+        RealSys.bpf(cmd, attr)
+    }
+    fn perf_event_open(
+        &self,
+        attr: &PerfEventAttr,
+        pid: i32,
+        cpu: i32,
+        flags: u64,
+    ) -> std::io::Result<OwnedFd> {
+        RealSys.perf_event_open(attr, pid, cpu, flags)
+    }
+    fn ioctl(&self, fd: BorrowedFd<'_>, request: u64, arg: u64) -> std::io::Result<i32> {
+        RealSys.ioctl(fd, request, arg)
+    }
+    fn mmap_shared(
+        &self,
+        fd: BorrowedFd<'_>,
+        len: usize,
+        prot: i32,
+        offset: i64,
+    ) -> std::io::Result<*mut u8> {
+        RealSys.mmap_shared(fd, len, prot, offset)
+    }
+    fn munmap(&self, addr: *mut u8, len: usize) -> std::io::Result<()> {
+        RealSys.munmap(addr, len)
+    }
+}
+
 #[test]
 fn map_hash_crud() {
     require_kernel!("map_hash_crud");
+    let counting = Rc::new(CountingSys::default());
+    let guard = sys::override_for_thread(counting.clone());
     check_keyed_map(MapType::Hash);
+    drop(guard);
+    let cmds = counting.cmds.borrow();
+    // This kernel has batch ops for hash maps: the reads must have used them.
+    assert!(cmds.contains(&BpfCmd::MapLookupBatch), "{cmds:?}");
+    assert!(cmds.contains(&BpfCmd::MapLookupAndDeleteBatch), "{cmds:?}");
 }
 
 #[test]
@@ -353,6 +414,9 @@ fn tracepoint_delivers_pid_and_arguments() {
     )
     .unwrap();
     let mut cons = RingBuf::new(&rb).unwrap();
+    // The perf event was opened on CPU 0 only; fire the tracepoint from the
+    // last CPU to show the program still runs everywhere.
+    pin_to_cpu(*nexus_kernel::cpu::online_cpus().unwrap().last().unwrap());
     let buf = [0u8; 8];
     // SAFETY: writing from a valid buffer to a (deliberately) bad fd.
     let r = unsafe { libc::write(987_654, buf.as_ptr().cast(), 4242) };
@@ -527,6 +591,68 @@ fn uprobe_and_uretprobe_see_arguments_and_return_value() {
         .map(|r| (u64_at(r, 0), u64_at(r, 8), u64_at(r, 16)))
         .collect();
     assert_eq!(view, vec![(1, 1000, 7), (2, 3007, 0)]);
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn nexus_kernel_test_ringbuf_target(seq: u64) -> u64 {
+    std::hint::black_box(seq)
+}
+
+#[test]
+fn ringbuf_wraps_around_and_skips_discarded_records() {
+    require_kernel!("ringbuf_wraps_around_and_skips_discarded_records");
+    let exe = std::env::current_exe().unwrap();
+    // One page of data; 40-byte records take 48 bytes with the header, which
+    // does not divide the size, so records straddle the end as it wraps.
+    let page = sys::page_size() as u32;
+    let rb = Map::create(&MapSpec::ringbuf("nx_t_wrap_rb", page)).unwrap();
+    let insns = Asm::default()
+        .i(Insn::mov64(Reg::R6, Reg::R1))
+        .only_thread(gettid())
+        .reserve(40)
+        .i(Insn::ldx(Size::DW, Reg::R1, Reg::R6, 112))
+        .i(Insn::stx(Size::DW, Reg::R8, 0, Reg::R1))
+        .i(Insn::stx(Size::DW, Reg::R8, 32, Reg::R1))
+        .i(Insn::mov64(Reg::R2, Reg::R1))
+        .i(Insn::alu64(AluOp::And, Reg::R2, Src::Imm(1)))
+        .jmp(JmpCond::Eq, Reg::R2, Src::Imm(0), "keep")
+        .i(Insn::mov64(Reg::R1, Reg::R8))
+        .i(Insn::mov64_imm(Reg::R2, 0))
+        .call(Helper::RingbufDiscard)
+        .goto("out")
+        .label("keep")
+        .submit()
+        .finish();
+    let prog = Program::load(
+        &ProgramSpec::new("nx_t_wrap", ProgType::Kprobe, &insns),
+        &[&rb],
+    )
+    .unwrap();
+    let target = UprobeTarget::symbol(
+        exe.to_str().unwrap(),
+        "nexus_kernel_test_ringbuf_target",
+        false,
+        Some(std::process::id() as i32),
+    )
+    .unwrap();
+    let _link = attach(&prog, &AttachTarget::Uprobe(target)).unwrap();
+    let mut cons = RingBuf::new(&rb).unwrap();
+    let f: extern "C" fn(u64) -> u64 = std::hint::black_box(nexus_kernel_test_ringbuf_target);
+    let mut seen = Vec::new();
+    for round in 0..12u64 {
+        for i in 0..40 {
+            f(round * 40 + i);
+        }
+        cons.drain(|r| {
+            assert_eq!(r.len(), 40);
+            assert_eq!(u64_at(r, 0), u64_at(r, 32), "record torn across the wrap");
+            seen.push(u64_at(r, 0));
+        });
+        assert_eq!(cons.pending_bytes(), 0);
+    }
+    let expected: Vec<u64> = (0..480).filter(|s| s % 2 == 0).collect();
+    assert_eq!(seen, expected);
 }
 
 #[test]
