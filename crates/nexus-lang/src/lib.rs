@@ -21,8 +21,8 @@ pub mod span;
 
 pub use diag::{Diagnostic, Severity, render_all};
 pub use names::{
-    BUILTINS, FUNCTIONS, PROBE_PROVIDERS, describe, did_you_mean, is_builtin, is_function,
-    probe_kind,
+    BUILTINS, FUNCTIONS, PROBE_PROVIDERS, UNSUPPORTED_PROVIDERS, describe, did_you_mean,
+    is_builtin, is_function, probe_kind, unknown_function, unknown_identifier,
 };
 pub use parser::{MAX_DEPTH, MAX_ERRORS, ParseOutput, parse, parse_with_diagnostics};
 pub use print::dump_tree;

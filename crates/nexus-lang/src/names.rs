@@ -1,6 +1,9 @@
 //! The shared name tables (builtins, functions, probe providers) and the
 //! "did you mean" matcher used by the parser and the compiler alike.
 
+use crate::diag::Diagnostic;
+use crate::span::Span;
+
 /// Builtin variables: name → one-line description. `argN`/`sargN` are
 /// listed as `arg0`..`arg9` and `sarg0`..`sarg9`; [`is_builtin`] accepts
 /// any index.
@@ -214,6 +217,34 @@ pub fn describe(name: &str) -> Option<&'static str> {
         .map(|&(_, d)| d)
 }
 
+/// The error for a bare identifier that is not a builtin, variable, enum
+/// value or type, with a "did you mean" over [`BUILTINS`]. The parser
+/// accepts any identifier; the compiler's resolver reports this.
+pub fn unknown_identifier(name: &str, span: Span) -> Diagnostic {
+    let hint = did_you_mean(name, BUILTINS.iter().map(|(n, _)| *n))
+        .map(|s| format!("did you mean `{s}`?"));
+    Diagnostic::error(span, format!("unknown identifier `{name}`"))
+        .with_label("not a builtin")
+        .with_hint_opt(hint)
+}
+
+/// The error for a call of an unknown function (or of a builtin
+/// variable), with a "did you mean" over [`FUNCTIONS`].
+pub fn unknown_function(name: &str, span: Span) -> Diagnostic {
+    if is_builtin(name) {
+        return Diagnostic::error(
+            span,
+            format!("`{name}` is a builtin variable, not a function"),
+        )
+        .with_hint(format!("write `{name}` without parentheses"));
+    }
+    let hint = did_you_mean(name, FUNCTIONS.iter().map(|(n, _)| *n))
+        .map(|s| format!("did you mean `{s}`?"));
+    Diagnostic::error(span, format!("unknown function `{name}`"))
+        .with_label("not a function")
+        .with_hint_opt(hint)
+}
+
 /// Optimal string alignment distance (Damerau–Levenshtein with adjacent
 /// transpositions), on lowercased chars.
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -287,6 +318,24 @@ mod tests {
         assert_eq!(
             did_you_mean("Comm", BUILTINS.iter().map(|(n, _)| *n)),
             Some("comm")
+        );
+    }
+
+    #[test]
+    fn unknown_names_suggest_close_matches() {
+        let d = unknown_identifier("comn", Span::new(0, 4));
+        assert_eq!(d.message, "unknown identifier `comn`");
+        assert_eq!(d.hint.as_deref(), Some("did you mean `comm`?"));
+        assert_eq!(
+            unknown_identifier("retvla", Span::new(0, 6))
+                .hint
+                .as_deref(),
+            Some("did you mean `retval`?")
+        );
+        assert_eq!(unknown_identifier("zzzzzzzz", Span::new(0, 8)).hint, None);
+        assert_eq!(
+            unknown_function("nsecs", Span::new(0, 5)).message,
+            "`nsecs` is a builtin variable, not a function"
         );
     }
 

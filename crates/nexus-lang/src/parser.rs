@@ -13,7 +13,7 @@ use crate::ast::{
 };
 use crate::diag::Diagnostic;
 use crate::lexer::{Lexer, Tok, Token};
-use crate::names::{FUNCTIONS, did_you_mean, is_builtin, is_function};
+use crate::names::{is_builtin, is_function, unknown_function};
 use crate::probe::parse_attach_point;
 use crate::span::{LineIndex, Span};
 
@@ -1200,19 +1200,7 @@ impl<'s> Parser<'s> {
         };
         let span = name_span.to(Span::new(self.prev_end - 1, self.prev_end));
         if !is_function(&name) {
-            let diag = if is_builtin(&name) {
-                Diagnostic::error(
-                    name_span,
-                    format!("`{name}` is a builtin variable, not a function"),
-                )
-                .with_hint(format!("write `{name}` without parentheses"))
-            } else {
-                let hint = did_you_mean(&name, FUNCTIONS.iter().map(|(n, _)| *n))
-                    .map(|s| format!("did you mean `{s}`?"));
-                Diagnostic::error(name_span, format!("unknown function `{name}`"))
-                    .with_label("not a function")
-                    .with_hint_opt(hint)
-            };
+            let diag = unknown_function(&name, name_span);
             return Err(self.report(diag));
         }
         Ok(Expr {
