@@ -547,6 +547,7 @@ mod tests {
         let mem = Memory {
             ctx: Ctx::ReadOnly(b"hi\0"),
             stack: &mut stack,
+            stack_lo: 0,
             maps: &mut [],
             host: &mut [],
         };

@@ -53,9 +53,17 @@ pub(crate) struct Env<'a> {
     pub budget: u64,
 }
 
+/// Frame 0 sits at the top of the stack area and callees below it, so a
+/// callee can read its callers' frames through pointers they pass, while
+/// `r10 + 0` and above of frame 0 is outside the area.
+#[inline(always)]
+fn frame_top(depth: usize) -> usize {
+    (MAX_CALL_DEPTH - depth) * STACK_SIZE
+}
+
 #[inline(always)]
 fn stack_top(depth: usize) -> u64 {
-    make_ptr(REGION_STACK, 0, ((depth + 1) * STACK_SIZE) as u32)
+    make_ptr(REGION_STACK, 0, frame_top(depth) as u32)
 }
 
 #[inline(always)]
@@ -267,6 +275,10 @@ pub(crate) fn run(
                 };
                 depth += 1;
                 regs[10] = stack_top(depth);
+                // A fresh frame starts zeroed, like frame 0 of every run.
+                let lo = frame_top(depth) - STACK_SIZE;
+                mem.stack[lo..lo + STACK_SIZE].fill(0);
+                mem.stack_lo = lo;
                 pc = d.target as usize;
             }
             Op::Exit => {
@@ -277,6 +289,7 @@ pub(crate) fn run(
                 let f = frames[depth];
                 regs[6..10].copy_from_slice(&f.saved);
                 regs[10] = stack_top(depth);
+                mem.stack_lo = frame_top(depth) - STACK_SIZE;
                 pc = f.ret_pc;
             }
             Op::LdImm64 => {

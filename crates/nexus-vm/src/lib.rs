@@ -22,6 +22,7 @@ pub mod maps;
 pub mod memory;
 pub mod platform;
 pub mod program;
+pub mod progs;
 pub mod ringbuf;
 pub mod tracepoint;
 pub mod vm;

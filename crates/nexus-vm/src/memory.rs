@@ -75,7 +75,11 @@ pub enum Ctx<'a> {
 #[derive(Debug)]
 pub struct Memory<'a> {
     pub(crate) ctx: Ctx<'a>,
+    /// The stacks of every call frame; frame 0 at the top, callees below.
     pub(crate) stack: &'a mut [u8],
+    /// Lowest stack offset in use: the bottom of the current frame. Frames
+    /// below it belong to calls that returned (or never happened).
+    pub(crate) stack_lo: usize,
     pub(crate) maps: &'a mut [Map],
     pub(crate) host: &'a mut [HostRegion],
 }
@@ -123,6 +127,24 @@ fn within_value(
 }
 
 impl Memory<'_> {
+    #[inline]
+    fn stack_range(
+        &self,
+        addr: u64,
+        off: usize,
+        len: usize,
+    ) -> Result<std::ops::Range<usize>, MemFault> {
+        if off < self.stack_lo {
+            return Err(MemFault::OutOfBounds {
+                addr,
+                len,
+                region: "stack",
+                size: self.stack.len() - self.stack_lo,
+            });
+        }
+        bounded(addr, off, len, self.stack.len(), "stack")
+    }
+
     /// `len` readable bytes at `addr`.
     #[inline]
     pub fn slice(&self, addr: u64, len: usize) -> Result<&[u8], MemFault> {
@@ -130,7 +152,7 @@ impl Memory<'_> {
         let off = off as usize;
         match kind {
             REGION_STACK => {
-                let r = bounded(addr, off, len, self.stack.len(), "stack")?;
+                let r = self.stack_range(addr, off, len)?;
                 Ok(&self.stack[r])
             }
             REGION_CTX => {
@@ -171,7 +193,7 @@ impl Memory<'_> {
         let off = off as usize;
         match kind {
             REGION_STACK => {
-                let r = bounded(addr, off, len, self.stack.len(), "stack")?;
+                let r = self.stack_range(addr, off, len)?;
                 Ok(&mut self.stack[r])
             }
             REGION_CTX => match &mut self.ctx {
@@ -253,6 +275,7 @@ mod tests {
         let mem = Memory {
             ctx: Ctx::ReadOnly(&[1, 2, 3]),
             stack: &mut stack,
+            stack_lo: 0,
             maps: &mut [],
             host: &mut [],
         };

@@ -132,11 +132,14 @@ impl Vm {
             .programs
             .get(id.0)
             .ok_or(VmError::NoSuchProgram(id.0))?;
-        // Frame 0 starts zeroed so a run never sees an earlier run's stack.
-        self.stack[..STACK_SIZE].fill(0);
+        // Frame 0 (the top of the stack area) starts zeroed so a run never
+        // sees an earlier run's stack.
+        let lo = self.stack.len() - STACK_SIZE;
+        self.stack[lo..].fill(0);
         let mut mem = Memory {
             ctx,
             stack: &mut self.stack,
+            stack_lo: lo,
             maps: &mut self.maps,
             host: &mut self.host,
         };

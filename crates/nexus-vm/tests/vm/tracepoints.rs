@@ -1,0 +1,167 @@
+//! Static tracepoints: declaration, listing, enable/disable, attach/detach,
+//! context layout and statistics.
+
+use crate::vm;
+use nexus_insn::{Insn, MapType, Reg, Size};
+use nexus_vm::tracepoint::{FieldSpec, TracePointError, TracePointRegistry};
+use nexus_vm::{FieldType, MapSpec, progs, trace_point};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[test]
+fn declare_list_and_layout() {
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare(
+            "vmm:vcpu_run_exit",
+            &[
+                ("vm_id", FieldType::U16),
+                ("reason", FieldType::U32),
+                ("gpa", FieldType::U64),
+            ],
+        )
+        .expect("declare");
+    let offs: Vec<(u32, u32)> = tp.fields().iter().map(|f| (f.offset, f.size)).collect();
+    assert_eq!(offs, vec![(0, 2), (4, 4), (8, 8)]);
+    assert_eq!(tp.context_size(), 16);
+    assert_eq!((tp.category(), tp.name()), ("vmm", "vcpu_run_exit"));
+    reg.declare("vmm:hypercall", &[]).expect("declare");
+    assert!(matches!(
+        reg.declare("vmm:hypercall", &[]),
+        Err(TracePointError::Duplicate(_))
+    ));
+    assert!(matches!(
+        reg.declare("nocategory", &[]),
+        Err(TracePointError::BadName(_))
+    ));
+    let names: Vec<String> = reg.list().into_iter().map(|i| i.name).collect();
+    assert_eq!(names, vec!["vmm:hypercall", "vmm:vcpu_run_exit"]);
+    let overlap = vec![
+        FieldSpec {
+            name: "a".into(),
+            ty: FieldType::U64,
+            offset: 0,
+            size: 8,
+        },
+        FieldSpec {
+            name: "b".into(),
+            ty: FieldType::U32,
+            offset: 4,
+            size: 4,
+        },
+    ];
+    let e = reg
+        .declare_with_layout("x:y", overlap)
+        .expect_err("overlap");
+    assert!(e.to_string().contains("overlaps field `a`"), "{e}");
+}
+
+#[test]
+fn disabled_tracepoints_do_not_evaluate_arguments() {
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare("app:op", &[("x", FieldType::U64)])
+        .expect("declare");
+    let evaluated = AtomicU32::new(0);
+    let arg = || {
+        evaluated.fetch_add(1, Ordering::Relaxed);
+        5u64
+    };
+    trace_point!(tp, arg());
+    assert_eq!(evaluated.load(Ordering::Relaxed), 0);
+    assert_eq!(tp.stats().hits, 0);
+    reg.enable("app:op").expect("enable");
+    trace_point!(tp, arg());
+    assert_eq!(evaluated.load(Ordering::Relaxed), 1);
+    assert_eq!(tp.stats().hits, 1);
+    reg.disable("app:op").expect("disable");
+    trace_point!(tp, arg());
+    assert_eq!(tp.stats().hits, 1);
+    assert!(reg.enable("app:nope").is_err());
+}
+
+#[test]
+fn attached_programs_see_the_laid_out_context() {
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare(
+            "vmm:vcpu_run_exit",
+            &[("vcpu", FieldType::U8), ("reason", FieldType::U32)],
+        )
+        .expect("declare");
+    let (mut vm, _) = vm(&[MapSpec::new("exits", MapType::Hash, 8, 8, 64)]);
+    let prog = vm.load(&progs::count_by_u32_field(0, 4)).expect("loads");
+    let vm = Arc::new(Mutex::new(vm));
+    let id = reg
+        .attach("vmm:vcpu_run_exit", Arc::clone(&vm), prog)
+        .expect("attach");
+    tp.enable();
+    for reason in [12u32, 12, 30, 12] {
+        trace_point!(tp, 0x1ff, reason);
+    }
+    tp.detach(id).expect("detach");
+    trace_point!(tp, 0, 12);
+    assert!(tp.detach(id).is_err());
+    let vm = vm.lock().expect("lock");
+    let m = vm.map(0).expect("map");
+    assert_eq!(
+        m.lookup(&12u64.to_le_bytes()).expect("ok"),
+        Some(&3u64.to_le_bytes()[..])
+    );
+    assert_eq!(
+        m.lookup(&30u64.to_le_bytes()).expect("ok"),
+        Some(&1u64.to_le_bytes()[..])
+    );
+    assert_eq!(tp.stats().hits, 5);
+}
+
+#[test]
+fn statistics_and_histogram() {
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare("app:io", &[("bytes", FieldType::U32)])
+        .expect("declare");
+    tp.enable();
+    for ns in [100u64, 300, 5000] {
+        tp.fire_with_latency(&[1], ns);
+    }
+    tp.fire(&[1]);
+    let s = tp.stats();
+    assert_eq!(
+        (s.hits, s.samples, s.total_ns, s.min_ns, s.max_ns),
+        (4, 3, 5400, 100, 5000)
+    );
+    assert_eq!(s.mean_ns(), 1800);
+    assert_eq!(s.histogram[7], 1, "100 is in [64, 128)");
+    assert_eq!(s.histogram[9], 1, "300 is in [256, 512)");
+    assert_eq!(s.histogram[13], 1, "5000 is in [4K, 8K)");
+    let text = nexus_vm::format_log2_hist(&s.histogram);
+    assert!(text.contains("[4K, 8K)"), "{text}");
+    tp.reset_stats();
+    assert_eq!(tp.stats().hits, 0);
+    assert_eq!(tp.stats().min_ns, 0);
+}
+
+#[test]
+fn faulting_programs_are_counted_not_fatal() {
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare("app:bad", &[("x", FieldType::U32)])
+        .expect("declare");
+    let (mut vm, _) = vm(&[]);
+    // Reads past the 8-byte context.
+    let prog = vm
+        .load(&[Insn::ldx(Size::DW, Reg::R0, Reg::R1, 8), Insn::exit()])
+        .expect("loads");
+    tp.attach(Arc::new(Mutex::new(vm)), prog);
+    tp.set_timing(true);
+    tp.enable();
+    tp.fire(&[1]);
+    let s = tp.stats();
+    assert_eq!((s.hits, s.errors, s.samples), (1, 1, 1));
+    assert!(
+        tp.last_error()
+            .expect("recorded")
+            .contains("outside the context")
+    );
+}
