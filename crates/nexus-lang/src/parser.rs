@@ -323,19 +323,16 @@ impl<'s> Parser<'s> {
         };
         if !self.at(&Tok::LBrace) {
             let t = self.peek().clone();
-            let what = if predicate.is_some() || attach_points.is_empty() {
-                "`{`"
+            let what = if predicate.is_some() {
+                "`{` after the predicate"
             } else {
-                "`{` or a predicate `/.../`"
+                "`{` or a predicate `/.../` after the attach point"
             };
             let mut diag = Diagnostic::error(
                 t.span,
-                format!(
-                    "expected {what} after the attach point, found {}",
-                    t.tok.describe()
-                ),
+                format!("expected {what}, found {}", t.tok.describe()),
             );
-            if matches!(t.tok, Tok::Ident(_)) {
+            if predicate.is_none() && matches!(t.tok, Tok::Ident(_)) {
                 diag = diag.with_hint("separate several attach points with `,`");
             }
             self.report(diag);

@@ -242,6 +242,12 @@ const CASES: &[Case] = &[
         "expected `/` to end the predicate, found `{`",
         None,
     ),
+    case(
+        "BEGIN /1/ exit() }",
+        "1:11-15",
+        "expected `{` after the predicate, found identifier `exit`",
+        None,
+    ),
     // ---- statements ----
     case(
         "BEGIN { exit();",
