@@ -396,10 +396,10 @@ pub fn probe_capabilities() -> Capabilities {
         Ok(_) => Capability::yes("ring buffer created and mapped"),
         Err(e) => Capability::no(e, Some("use Linux 5.8 or newer")),
     };
-    // Detaching perf-based links waits for RCU grace periods; don't make the
-    // caller wait for that.
+    // Detaching perf-based links waits for RCU grace periods (~100 ms); do it
+    // in the background, concurrently, so the caller isn't held up.
     if !links.is_empty() {
-        std::thread::spawn(move || drop(links));
+        std::thread::spawn(move || link::detach_all(links));
     }
     let kprobes_config = kprobes_config();
     let bpftrace = finish_bpftrace(bpftrace_child);

@@ -29,6 +29,7 @@ pub use caps::{Capabilities, Capability, probe_capabilities};
 pub use elf::ElfError;
 pub use link::{
     AttachError, AttachTarget, Cpus, KprobeTarget, Link, PerfEventTarget, UprobeTarget, attach,
+    detach_all,
 };
 pub use map::{Map, MapEntry, MapError, MapSpec, UpdateFlags};
 pub use perf::{PerfError, Sample};

@@ -176,6 +176,39 @@ impl Link {
     }
 }
 
+/// Most threads [`detach_all`] uses.
+const MAX_DETACH_THREADS: usize = 64;
+
+/// Detach many links at once and return when all are gone.
+///
+/// Closing a perf-based link waits for kernel RCU grace periods (measured
+/// here: ~80 ms per classic tracepoint, ~130 ms per uprobe; raw tracepoint,
+/// tp_btf and cpu-clock links close in well under 1 ms). Closing from
+/// parallel threads lets the waits that happen outside the kernel's trace
+/// event mutex overlap: one tracepoint + two uprobes + three cheap links
+/// took 260 ms this way against 340 ms one after another. Callers that must
+/// not wait at all can run this on a background thread.
+pub fn detach_all(links: Vec<Link>) {
+    let parts: Vec<LinkPart> = links.into_iter().flat_map(|l| l.parts).collect();
+    let threads = parts.len().min(MAX_DETACH_THREADS);
+    if threads <= 1 {
+        return drop(parts);
+    }
+    let mut buckets: Vec<Vec<LinkPart>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, part) in parts.into_iter().enumerate() {
+        buckets[i % threads].push(part);
+    }
+    std::thread::scope(|scope| {
+        for bucket in buckets {
+            // If no thread can be spawned, `bucket` is dropped here instead:
+            // detaching still happens, only serially.
+            let _ = std::thread::Builder::new()
+                .name("nexus-detach".into())
+                .spawn_scoped(scope, move || drop(bucket));
+        }
+    });
+}
+
 fn explain(errno: i32, prog: &Program) -> String {
     match errno {
         libc::EPERM if prog.prog_type() == ProgType::Tracing => {

@@ -462,6 +462,58 @@ fn dropping_a_link_stops_events() {
     );
 }
 
+#[test]
+fn detach_all_stops_every_link() {
+    require_kernel!("detach_all_stops_every_link");
+    let counts = counter_map("nx_t_detach");
+    let insns = Asm::default().only_thread(gettid()).count().finish();
+    let tp = Program::load(
+        &ProgramSpec::new("nx_t_det_tp", ProgType::Tracepoint, &insns),
+        &[&counts],
+    )
+    .unwrap();
+    let raw = Program::load(
+        &ProgramSpec::new("nx_t_det_raw", ProgType::RawTracepoint, &insns),
+        &[&counts],
+    )
+    .unwrap();
+    let links = vec![
+        attach(
+            &tp,
+            &AttachTarget::Tracepoint {
+                category: "syscalls".into(),
+                name: "sys_enter_getppid".into(),
+            },
+        )
+        .unwrap(),
+        attach(
+            &raw,
+            &AttachTarget::RawTracepoint {
+                name: "sys_enter".into(),
+            },
+        )
+        .unwrap(),
+    ];
+    getppid_syscall();
+    let before = counter(&counts);
+    assert!(
+        before >= 2,
+        "both programs should have counted, got {before}"
+    );
+    nexus_kernel::detach_all(links);
+    // The raw tracepoint counts every syscall of this thread, including
+    // those detach_all made while the link was still attached.
+    let after_detach = counter(&counts);
+    for _ in 0..3 {
+        getppid_syscall();
+    }
+    assert_eq!(
+        counter(&counts),
+        after_detach,
+        "events arrived after detach_all"
+    );
+}
+
 /// Programs whose context is `u64 args[]` with the syscall id in `args[1]`.
 fn syscall_id_program(tid: u32) -> Vec<Insn> {
     Asm::default()
