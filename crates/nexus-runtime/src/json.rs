@@ -23,10 +23,29 @@ pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
+/// Bytes that cannot appear raw inside a JSON string.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 fn write_str_body(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for chunk in bytes.utf8_chunks() {
-        for &b in chunk.valid().as_bytes() {
+        let mut rest = chunk.valid().as_bytes();
+        // Copy runs that need no escaping in one go; this is the hot path
+        // of every printf record.
+        while let Some(at) = rest.iter().position(|&b| NEEDS_ESCAPE[usize::from(b)]) {
+            out.extend_from_slice(&rest[..at]);
+            let b = rest[at];
+            rest = &rest[at + 1..];
             match b {
                 b'"' => out.extend_from_slice(b"\\\""),
                 b'\\' => out.extend_from_slice(b"\\\\"),
@@ -41,6 +60,7 @@ fn write_str_body(out: &mut Vec<u8>, bytes: &[u8]) {
                 _ => out.push(b),
             }
         }
+        out.extend_from_slice(rest);
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{fffd}".as_bytes());
         }

@@ -344,7 +344,9 @@ fn parse_spec(s: &[u8]) -> Option<(Spec, usize)> {
     }
     let mut width = 0usize;
     while let Some(d) = s.get(i).filter(|c| c.is_ascii_digit()) {
-        width = width.saturating_mul(10).saturating_add(usize::from(d - b'0'));
+        width = width
+            .saturating_mul(10)
+            .saturating_add(usize::from(d - b'0'));
         i += 1;
     }
     let mut precision = None;
@@ -594,7 +596,11 @@ mod tests {
             ("[%i]", Value::i64(-3), "[-3]"),
         ];
         for (fmt, arg, want) in cases {
-            assert_eq!(render(fmt, std::slice::from_ref(arg)), *want, "format {fmt}");
+            assert_eq!(
+                render(fmt, std::slice::from_ref(arg)),
+                *want,
+                "format {fmt}"
+            );
         }
     }
 

@@ -39,7 +39,11 @@ pub struct EventMeta {
 impl EventMeta {
     /// `comm` without its NUL padding.
     pub fn comm(&self) -> &[u8] {
-        let end = self.comm.iter().position(|&c| c == 0).unwrap_or(self.comm.len());
+        let end = self
+            .comm
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.comm.len());
         &self.comm[..end]
     }
 }

@@ -93,7 +93,11 @@ impl TimeZone {
             let second = data.get(44 + v1_len..)?;
             (second.get(44..)?, header(second)?, 8)
         } else {
-            (data.get(44..)?, [isut, isstd, leap, timecnt, typecnt, charcnt], 4)
+            (
+                data.get(44..)?,
+                [isut, isstd, leap, timecnt, typecnt, charcnt],
+                4,
+            )
         };
         let [_, _, _, timecnt, typecnt, charcnt] = counts;
         if typecnt == 0 {
@@ -135,7 +139,10 @@ impl TimeZone {
 
     /// UTC offset and abbreviation in force at `unix_seconds`.
     pub fn offset_at(&self, unix_seconds: i64) -> (i32, &str) {
-        let ty = match self.transitions.partition_point(|&(at, _)| at <= unix_seconds) {
+        let ty = match self
+            .transitions
+            .partition_point(|&(at, _)| at <= unix_seconds)
+        {
             0 => self.initial,
             n => self.transitions[n - 1].1,
         };
@@ -250,14 +257,26 @@ fn write_spec(
         }
         let spec = fmt[i + 1];
         i += 2;
-        let hour12 = if tm.hour % 12 == 0 { 12 } else { tm.hour % 12 };
+        let hour12 = if tm.hour.is_multiple_of(12) {
+            12
+        } else {
+            tm.hour % 12
+        };
         let _ = match spec {
             b'a' => write!(out, "{}", &DAYS[tm.weekday as usize][..3]),
             b'A' => write!(out, "{}", DAYS[tm.weekday as usize]),
             b'b' | b'h' => write!(out, "{}", &MONTHS[(tm.month - 1) as usize][..3]),
             b'B' => write!(out, "{}", MONTHS[(tm.month - 1) as usize]),
             b'c' => {
-                write_spec(out, b"%a %b %e %H:%M:%S %Y", tm, seconds, micros, offset, abbr);
+                write_spec(
+                    out,
+                    b"%a %b %e %H:%M:%S %Y",
+                    tm,
+                    seconds,
+                    micros,
+                    offset,
+                    abbr,
+                );
                 Ok(())
             }
             b'C' => write!(out, "{:02}", tm.year.div_euclid(100)),
@@ -276,7 +295,7 @@ fn write_spec(
             b'l' => write!(out, "{hour12:2}"),
             b'm' => write!(out, "{:02}", tm.month),
             b'M' => write!(out, "{:02}", tm.minute),
-            b'n' => write!(out, "\n"),
+            b'n' => writeln!(out),
             b'p' => write!(out, "{}", if tm.hour < 12 { "AM" } else { "PM" }),
             b'P' => write!(out, "{}", if tm.hour < 12 { "am" } else { "pm" }),
             b'r' => write!(
@@ -327,12 +346,23 @@ mod tests {
         let t = 1_796_545_356_123_456_789;
         let utc = TimeZone::utc();
         assert_eq!(fmt("%H:%M:%S", t, &utc), "08:22:36");
-        assert_eq!(fmt("%Y-%m-%d %j %a %A %b %B", t, &utc), "2026-12-06 340 Sun Sunday Dec December");
-        assert_eq!(fmt("%c|%D|%e|%I %p|%s|%f|%z %Z|%%|%q", t, &utc),
-            "Sun Dec  6 08:22:36 2026|12/06/26| 6|08 AM|1796545356|123456|+0000 UTC|%|%q");
+        assert_eq!(
+            fmt("%Y-%m-%d %j %a %A %b %B", t, &utc),
+            "2026-12-06 340 Sun Sunday Dec December"
+        );
+        assert_eq!(
+            fmt("%c|%D|%e|%I %p|%s|%f|%z %Z|%%|%q", t, &utc),
+            "Sun Dec  6 08:22:36 2026|12/06/26| 6|08 AM|1796545356|123456|+0000 UTC|%|%q"
+        );
         assert_eq!(fmt("%F %T", 0, &utc), "1970-01-01 00:00:00");
-        assert_eq!(fmt("%F %T %u %w", -1_000_000_000, &utc), "1969-12-31 23:59:59 3 3");
-        assert_eq!(fmt("%F %j", 951_782_400_000_000_000, &utc), "2000-02-29 060");
+        assert_eq!(
+            fmt("%F %T %u %w", -1_000_000_000, &utc),
+            "1969-12-31 23:59:59 3 3"
+        );
+        assert_eq!(
+            fmt("%F %j", 951_782_400_000_000_000, &utc),
+            "2000-02-29 060"
+        );
     }
 
     #[test]
@@ -367,6 +397,9 @@ mod tests {
     #[test]
     fn utc_names_need_no_file() {
         assert_eq!(TimeZone::from_tz_value(Some("UTC")), TimeZone::utc());
-        assert_eq!(TimeZone::from_tz_value(Some("../../etc/passwd")), TimeZone::utc());
+        assert_eq!(
+            TimeZone::from_tz_value(Some("../../etc/passwd")),
+            TimeZone::utc()
+        );
     }
 }

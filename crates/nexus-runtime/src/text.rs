@@ -80,7 +80,12 @@ pub fn write_buf(out: &mut Vec<u8>, bytes: &[u8], style: BufStyle) {
         match style {
             BufStyle::KeepAscii if (32..=126).contains(&b) => out.push(b),
             BufStyle::KeepAscii | BufStyle::EscapeAll => {
-                out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
             }
             BufStyle::HexPairs => {
                 if i > 0 {
@@ -490,7 +495,10 @@ mod tests {
         write_buf(&mut out, b"ab", BufStyle::EscapeAll);
         out.push(b'|');
         write_buf(&mut out, b"ab\n", BufStyle::HexPairs);
-        assert_eq!(String::from_utf8(out).unwrap(), r"ab\x01\xff|\x61\x62|61 62 0a");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r"ab\x01\xff|\x61\x62|61 62 0a"
+        );
     }
 
     #[test]

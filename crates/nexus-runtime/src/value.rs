@@ -462,8 +462,14 @@ mod tests {
     #[test]
     fn per_cpu_avg_and_stats_add_both_fields() {
         let merged = merge_per_cpu([
-            MapValue::Avg { count: 2, total: 10 },
-            MapValue::Avg { count: 3, total: -4 },
+            MapValue::Avg {
+                count: 2,
+                total: 10,
+            },
+            MapValue::Avg {
+                count: 3,
+                total: -4,
+            },
         ]);
         assert_eq!(merged, Ok(Some(MapValue::Avg { count: 5, total: 6 })));
         let merged = merge_per_cpu([
@@ -475,10 +481,19 @@ mod tests {
 
     #[test]
     fn per_cpu_histograms_add_bucketwise() {
-        let a = MapValue::Hist(Hist { buckets: vec![1, 0, 2] });
-        let b = MapValue::Hist(Hist { buckets: vec![0, 1, 1, 0, 5] });
+        let a = MapValue::Hist(Hist {
+            buckets: vec![1, 0, 2],
+        });
+        let b = MapValue::Hist(Hist {
+            buckets: vec![0, 1, 1, 0, 5],
+        });
         let merged = merge_per_cpu([a, b]);
-        assert_eq!(merged, Ok(Some(MapValue::Hist(Hist { buckets: vec![1, 1, 3, 0, 5] }))));
+        assert_eq!(
+            merged,
+            Ok(Some(MapValue::Hist(Hist {
+                buckets: vec![1, 1, 3, 0, 5]
+            })))
+        );
 
         let mut a = LHist::new(0, 10, 2);
         a.record(3);
