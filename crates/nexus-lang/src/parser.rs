@@ -89,6 +89,26 @@ pub fn parse_with_diagnostics(src: &str) -> ParseOutput {
     }
 }
 
+/// True when `tok` can begin an operand (so a `/` before it divides).
+fn starts_operand(tok: &Tok) -> bool {
+    matches!(
+        tok,
+        Tok::Ident(_)
+            | Tok::Int(_)
+            | Tok::Str(_)
+            | Tok::Var(_)
+            | Tok::Map(_)
+            | Tok::Param(_)
+            | Tok::ParamCount
+            | Tok::LParen
+            | Tok::Bang
+            | Tok::Tilde
+            | Tok::PlusPlus
+            | Tok::MinusMinus
+            | Tok::Op(BinOp::Sub | BinOp::Mul | BinOp::BitAnd)
+    )
+}
+
 /// Marker: an error was reported; unwind to a recovery point.
 #[derive(Debug)]
 struct Reported;
@@ -795,11 +815,8 @@ impl<'s> Parser<'s> {
             if op.precedence() < min_prec {
                 return Ok(lhs);
             }
-            if op == BinOp::Div
-                && self.in_predicate
-                && matches!(self.peek_nth(1).tok, Tok::LBrace | Tok::Eof)
-            {
-                // The closing `/` of the predicate.
+            if op == BinOp::Div && self.in_predicate && !starts_operand(&self.peek_nth(1).tok) {
+                // The closing `/` of the predicate: no divisor follows.
                 return Ok(lhs);
             }
             chain += 1;

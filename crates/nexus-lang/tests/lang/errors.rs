@@ -243,9 +243,9 @@ const CASES: &[Case] = &[
         None,
     ),
     case(
-        "BEGIN /1/ exit() }",
-        "1:11-15",
-        "expected `{` after the predicate, found identifier `exit`",
+        "BEGIN /1/ ; }",
+        "1:11-12",
+        "expected `{` after the predicate, found `;`",
         None,
     ),
     // ---- statements ----
