@@ -165,8 +165,14 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value, stack_indent: usize) {
     }
 }
 
+/// An unresolved address as bpftrace prints one (a C++ `void*` on an
+/// ostream): `0x…` in hex, but a bare `0` for null.
 fn write_hex_addr(out: &mut Vec<u8>, addr: u64) {
     use std::io::Write;
+    if addr == 0 {
+        out.push(b'0');
+        return;
+    }
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{addr:#x}");
 }

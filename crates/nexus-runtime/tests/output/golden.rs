@@ -399,3 +399,53 @@ fn print_top_div_values_and_empty_maps_match_bpftrace() {
     ];
     check("misc", &steps, &[x, h, st, av, empty]);
 }
+
+#[test]
+fn symbols_widths_and_key_order_match_bpftrace() {
+    let unresolved = |addr| MapValue::Value(Value::Sym(nexus_runtime::Symbol { addr, name: None }));
+    let maps = [
+        map(
+            "@a",
+            MapKind::Value,
+            vec![(vec![i(2)], unresolved(0)), (vec![i(1)], unresolved(0))],
+        ),
+        map("@u", MapKind::Value, vec![(vec![i(3)], unresolved(0))]),
+        map(
+            "@c",
+            MapKind::Value,
+            vec![(
+                vec![],
+                MapValue::Value(Value::Signed { value: -3, bits: 8 }),
+            )],
+        ),
+        map(
+            "@d",
+            MapKind::Value,
+            vec![(
+                vec![],
+                MapValue::Value(Value::Unsigned {
+                    value: 65535,
+                    bits: 16,
+                }),
+            )],
+        ),
+        map(
+            "@ui",
+            MapKind::Value,
+            vec![(
+                vec![Value::Unsigned { value: 7, bits: 32 }],
+                MapValue::Value(i(1)),
+            )],
+        ),
+        // bpftrace orders integer keys as unsigned numbers: -5 sorts last.
+        map(
+            "@neg",
+            MapKind::Value,
+            vec![
+                (vec![i(-5)], MapValue::Value(s("x"))),
+                (vec![i(3)], MapValue::Value(s("y"))),
+            ],
+        ),
+    ];
+    check("syms", &[], &maps);
+}
