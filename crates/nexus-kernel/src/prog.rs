@@ -34,6 +34,13 @@ pub enum ProgError {
         #[source]
         source: BtfError,
     },
+    #[error("running {prog_type} program {name:?} with BPF_PROG_TEST_RUN failed: {source}")]
+    TestRun {
+        name: String,
+        prog_type: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("program {name:?}: license {license:?} contains a NUL byte")]
     License { name: String, license: String },
     #[error("loading {prog_type} program {name:?} failed: {message} (errno {errno}){}", log_tail(.log))]
@@ -313,6 +320,31 @@ impl Program {
     #[must_use]
     pub fn verifier_log(&self) -> Option<&str> {
         self.log.as_deref()
+    }
+
+    /// Run the program once in the kernel (`BPF_PROG_TEST_RUN`) with
+    /// `ctx` as its context, returning its `r0`. This is how BEGIN/END
+    /// programs (raw tracepoint programs with no attach point) run; `ctx`
+    /// may be empty for them. On `cpu`, when given, with
+    /// `BPF_F_TEST_RUN_ON_CPU` (raw tracepoint programs only).
+    pub fn test_run(&self, ctx: &[u8], cpu: Option<u32>) -> Result<u32, ProgError> {
+        let mut attr = BpfAttr::new();
+        attr.set_u32(0, self.fd.as_raw_fd() as u32);
+        if !ctx.is_empty() {
+            attr.set_u32(40, ctx.len() as u32).set_ptr(48, ctx.as_ptr());
+        }
+        if let Some(cpu) = cpu {
+            // BPF_F_TEST_RUN_ON_CPU
+            attr.set_u32(64, 1).set_u32(68, cpu);
+        }
+        match sys::bpf(BpfCmd::ProgTestRun, &mut attr) {
+            Ok(_) => Ok(attr.u32_at(4)),
+            Err(e) => Err(ProgError::TestRun {
+                name: self.name.clone(),
+                prog_type: self.prog_type.name(),
+                source: e,
+            }),
+        }
     }
 
     /// The kernel's id for this program (`BPF_OBJ_GET_INFO_BY_FD`).

@@ -23,6 +23,7 @@ pub enum BpfCmd {
     MapDeleteElem = 3,
     MapGetNextKey = 4,
     ProgLoad = 5,
+    ProgTestRun = 10,
     ProgGetNextId = 11,
     ObjGetInfoByFd = 15,
     RawTracepointOpen = 17,

@@ -572,6 +572,42 @@ fn tp_btf_sys_enter() {
     expect_getppid_ids(&rb);
 }
 
+#[test]
+fn test_run_executes_a_begin_style_program() {
+    require_kernel!("test_run_executes_a_begin_style_program");
+    // A raw tracepoint program with no attach point, run once: emits the
+    // caller's tgid and returns 7.
+    let rb = ringbuf_map("nx_t_run_rb");
+    let insns = Asm::default()
+        .only_thread(gettid())
+        .reserve(8)
+        .i(Insn::stx(Size::DW, Reg::R8, 0, Reg::R7))
+        .submit()
+        .i(Insn::mov64_imm(Reg::R0, 7))
+        .i(Insn::exit())
+        .finish();
+    let prog = Program::load(
+        &ProgramSpec::new("nx_t_begin", ProgType::RawTracepoint, &insns),
+        &[&rb],
+    )
+    .unwrap();
+    let mut cons = RingBuf::new(&rb).unwrap();
+    assert_eq!(prog.test_run(&[], None).unwrap(), 7);
+    let recs = wait_records(&mut cons, 1);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(u64_at(&recs[0], 0), u64::from(std::process::id()));
+    // On another CPU the program runs in interrupt context, where the
+    // current task is not ours: use a program without the thread filter.
+    let seven = [Insn::mov64_imm(Reg::R0, 7), Insn::exit()];
+    let prog = Program::load(
+        &ProgramSpec::new("nx_t_begin2", ProgType::RawTracepoint, &seven),
+        &[] as &[Map],
+    )
+    .unwrap();
+    let last = *nexus_kernel::cpu::online_cpus().unwrap().last().unwrap();
+    assert_eq!(prog.test_run(&[], Some(last)).unwrap(), 7);
+}
+
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn nexus_kernel_test_uprobe_target(a: u64, b: u64) -> u64 {
