@@ -240,6 +240,8 @@ fn bucket_object(out: &mut Vec<u8>, min: Option<i128>, max: Option<i128>, count:
 }
 
 fn write_hist(out: &mut Vec<u8>, buckets: &[u64], div: u64) {
+    // Buckets past the last valid index would be malformed input.
+    let buckets = &buckets[..buckets.len().min(crate::value::HIST_BUCKETS)];
     let first = buckets.iter().position(|&b| b > 0);
     let last = buckets.iter().rposition(|&b| b > 0);
     out.push(b'[');

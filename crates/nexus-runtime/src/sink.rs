@@ -181,6 +181,17 @@ impl<W: Write> Output<W> {
         self.check(result)
     }
 
+    fn into_inner(self) -> Result<W, SinkError> {
+        self.writer.into_inner().map_err(|e| {
+            let e = e.into_error();
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                SinkError::BrokenPipe
+            } else {
+                SinkError::Io(e)
+            }
+        })
+    }
+
     fn flush(&mut self) -> Result<(), SinkError> {
         if self.closed {
             return Err(SinkError::BrokenPipe);
@@ -228,10 +239,7 @@ impl<W: Write> TextSink<W> {
 
     /// Unwraps the writer, flushing it.
     pub fn into_inner(self) -> Result<W, SinkError> {
-        self.out
-            .writer
-            .into_inner()
-            .map_err(|e| SinkError::Io(e.into_error()))
+        self.out.into_inner()
     }
 
     fn emit(&mut self) -> Result<(), SinkError> {
@@ -356,10 +364,7 @@ impl<W: Write> JsonSink<W> {
 
     /// Unwraps the writer, flushing it.
     pub fn into_inner(self) -> Result<W, SinkError> {
-        self.out
-            .writer
-            .into_inner()
-            .map_err(|e| SinkError::Io(e.into_error()))
+        self.out.into_inner()
     }
 
     fn emit(&mut self) -> Result<(), SinkError> {

@@ -30,7 +30,7 @@
 use std::cmp::Ordering;
 
 use crate::strftime;
-use crate::value::{Hist, LHist, MapDump, MapKind, MapValue, Value};
+use crate::value::{HIST_BUCKETS, Hist, LHist, MapDump, MapKind, MapValue, Value};
 
 /// Stack indent (spaces) of a stack printed by printf or as a map value.
 pub(crate) const PRINTF_STACK_INDENT: usize = 8;
@@ -407,6 +407,7 @@ fn write_row(out: &mut Vec<u8>, label: &[u8], count: u64, bar_count: u64, max: u
 }
 
 fn write_hist_rows(out: &mut Vec<u8>, buckets: &[u64], div: u64) {
+    let buckets = &buckets[..buckets.len().min(HIST_BUCKETS)];
     let Some((first, last, max)) = nonzero_span(buckets) else {
         return;
     };
@@ -447,11 +448,14 @@ fn write_lhist_rows(out: &mut Vec<u8>, l: &LHist) {
             write_lhist_label(&mut label, l.max);
             label.extend_from_slice(b", ...)");
         } else {
-            let low = (i as i64 - 1) * l.step + l.min;
+            // In i128: a range wider than i64 must not overflow here.
+            let low = (i as i128 - 1) * i128::from(l.step) + i128::from(l.min);
+            let clamp =
+                |v: i128| i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX });
             label.push(b'[');
-            write_lhist_label(&mut label, low);
+            write_lhist_label(&mut label, clamp(low));
             label.extend_from_slice(b", ");
-            write_lhist_label(&mut label, low + l.step);
+            write_lhist_label(&mut label, clamp(low + i128::from(l.step)));
             label.push(b')');
         }
         write_row(out, &label, count, count, max);

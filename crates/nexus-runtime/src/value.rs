@@ -136,7 +136,9 @@ pub struct Symbol {
 }
 
 /// A `hist()` value: log2 buckets indexed as [`hist_bucket`] computes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Equality ignores trailing zero buckets (a shorter vector means zeros).
+#[derive(Debug, Clone, Eq, Default)]
 pub struct Hist {
     /// Counts per bucket; shorter than [`HIST_BUCKETS`] means trailing zeros.
     pub buckets: Vec<u64>,
@@ -158,7 +160,9 @@ impl Hist {
 /// Bucket 0 counts values below `min`, bucket `i` in `1..=n` counts values in
 /// `[min + (i-1)*step, min + i*step)`, and bucket `n + 1` counts values at or
 /// above `max`, where `n = (max - min) / step`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Equality ignores trailing zero buckets (a shorter vector means zeros).
+#[derive(Debug, Clone, Eq)]
 pub struct LHist {
     /// Lower bound of the linear range.
     pub min: i64,
@@ -171,25 +175,25 @@ pub struct LHist {
 }
 
 impl LHist {
-    /// An empty lhist with all its buckets allocated. `step` must be > 0 and
-    /// `max > min` (the compiler checks the literals).
+    /// An empty lhist. `step` must be > 0 and `max > min` (the compiler
+    /// checks the literals; bpftrace also caps the range at 1000 buckets).
+    /// Buckets are allocated as values arrive.
     pub fn new(min: i64, max: i64, step: i64) -> Self {
-        let n = Self::range_buckets(min, max, step);
         LHist {
             min,
             max,
             step,
-            buckets: vec![0; n + 2],
+            buckets: Vec::new(),
         }
     }
 
     /// Number of in-range buckets, `(max - min) / step` (the under- and
-    /// overflow buckets excluded).
+    /// overflow buckets excluded); 0 for a degenerate range.
     pub fn range_buckets(min: i64, max: i64, step: i64) -> usize {
         if step <= 0 || max <= min {
             return 0;
         }
-        usize::try_from((max - min) / step).unwrap_or(0)
+        usize::try_from((i128::from(max) - i128::from(min)) / i128::from(step)).unwrap_or(0)
     }
 
     /// Adds one observation of `value`.
@@ -346,6 +350,25 @@ impl MapValue {
             }
         }
         Ok(())
+    }
+}
+
+/// The buckets without their trailing zeros.
+fn significant(buckets: &[u64]) -> &[u64] {
+    let len = buckets.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &buckets[..len]
+}
+
+impl PartialEq for Hist {
+    fn eq(&self, other: &Self) -> bool {
+        significant(&self.buckets) == significant(&other.buckets)
+    }
+}
+
+impl PartialEq for LHist {
+    fn eq(&self, other: &Self) -> bool {
+        (self.min, self.max, self.step) == (other.min, other.max, other.step)
+            && significant(&self.buckets) == significant(&other.buckets)
     }
 }
 
@@ -507,9 +530,34 @@ mod tests {
                 min: 0,
                 max: 10,
                 step: 2,
-                buckets: vec![1, 0, 2, 0, 0, 0, 0],
+                buckets: vec![1, 0, 2],
             })))
         );
+    }
+
+    #[test]
+    fn histogram_equality_ignores_trailing_zeros() {
+        assert_eq!(
+            Hist {
+                buckets: vec![0, 2, 0, 0]
+            },
+            Hist {
+                buckets: vec![0, 2]
+            }
+        );
+        assert_ne!(
+            Hist {
+                buckets: vec![0, 2]
+            },
+            Hist { buckets: vec![2] }
+        );
+        let mut a = LHist::new(0, 10, 2);
+        a.record(1);
+        let mut b = LHist::new(0, 10, 2);
+        b.buckets = vec![0, 1, 0, 0, 0, 0, 0];
+        assert_eq!(a, b);
+        b.max = 20;
+        assert_ne!(a, b);
     }
 
     #[test]
