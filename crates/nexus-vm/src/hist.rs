@@ -51,7 +51,7 @@ fn human(v: u64) -> String {
         (1 << 10, "K"),
     ];
     for (scale, unit) in UNITS {
-        if v >= scale && v % scale == 0 {
+        if v >= scale && v.is_multiple_of(scale) {
             return format!("{}{unit}", v / scale);
         }
     }

@@ -9,15 +9,20 @@ use nexus_insn::{AluOp, AtomicOp, Helper, Insn, JmpCond, Reg, Size};
 /// This is the race-free pattern the kernel backend emits too.
 #[must_use]
 pub fn count_by_u32_field(map_index: i32, key_off: i16) -> Vec<Insn> {
-    let mut p = Vec::new();
+    count_by_key(map_index, &[Insn::ldx(Size::W, Reg::R6, Reg::R1, key_off)])
+}
+
+/// `@[key] = count()` where `key_insns` (run first, with r1 = context)
+/// leave the 64-bit key in r6.
+#[must_use]
+pub fn count_by_key(map_index: i32, key_insns: &[Insn]) -> Vec<Insn> {
+    let mut p = key_insns.to_vec();
     let lookup = |p: &mut Vec<Insn>| {
         p.extend(Insn::ld_map_fd(Reg::R1, map_index));
         p.push(Insn::mov64(Reg::R2, Reg::FP));
         p.push(Insn::alu64(AluOp::Add, Reg::R2, (-8).into()));
         p.push(Insn::call_helper(Helper::MapLookupElem));
     };
-    // key = (u64) *(u32 *)(ctx + key_off)
-    p.push(Insn::ldx(Size::W, Reg::R6, Reg::R1, key_off));
     p.push(Insn::stx(Size::DW, Reg::FP, -8, Reg::R6));
     lookup(&mut p);
     // Found: go straight to the add.

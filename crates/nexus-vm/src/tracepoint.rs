@@ -205,7 +205,7 @@ impl TracePoint {
                 if g.name == f.name {
                     return Err(layout(f, "declared twice".into()));
                 }
-                if f.offset < g.offset + g.size && g.offset < f.offset + f.size as u32 {
+                if f.offset < g.offset + g.size && g.offset < f.offset + f.size {
                     return Err(layout(f, format!("overlaps field `{}`", g.name)));
                 }
             }

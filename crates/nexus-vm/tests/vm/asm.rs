@@ -268,9 +268,8 @@ pub fn assemble(text: &str) -> Result<Vec<Insn>, String> {
                 op = words.next().unwrap_or("");
             }
             let operands: Vec<&str> = rest
-                .splitn(2, '[')
-                .nth(1)
-                .map(|r| r.split(',').collect())
+                .split_once('[')
+                .map(|(_, r)| r.split(',').collect())
                 .unwrap_or_default();
             if operands.len() != 2 {
                 return Err(format!("`{l}`: expected [mem], %reg"));
