@@ -22,9 +22,10 @@ pub mod perf;
 pub mod prog;
 pub mod ringbuf;
 pub mod sys;
+pub mod syscalls;
 pub mod tracefs;
 
-pub use btf::{Btf, BtfError, BtfKind};
+pub use btf::{Btf, BtfError, BtfKind, BtfParam};
 pub use caps::{Capabilities, Capability, probe_capabilities};
 pub use elf::ElfError;
 pub use link::{

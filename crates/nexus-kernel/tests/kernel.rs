@@ -988,3 +988,41 @@ fn capabilities_are_probed() {
         nexus_kernel::perf::pmu_exists("kprobe")
     );
 }
+
+// ---------------------------------------------------------------- probe facts
+
+#[test]
+fn btf_function_listing_and_parameters() {
+    let funcs = match nexus_kernel::btf::kernel_functions("do_sys_open*") {
+        Ok(f) => f,
+        Err(e) => return skip("btf_function_listing_and_parameters", &e.to_string()),
+    };
+    assert!(funcs.iter().any(|f| f == "do_sys_openat2"), "{funcs:?}");
+    let params = nexus_kernel::btf::kernel_function_params("do_sys_openat2").unwrap();
+    let shape: Vec<(&str, u32, bool, bool)> = params
+        .iter()
+        .map(|p| (p.name.as_str(), p.size, p.signed, p.pointer))
+        .collect();
+    // long do_sys_openat2(int dfd, const char __user *filename, struct open_how *how)
+    assert_eq!(
+        shape,
+        vec![
+            ("dfd", 4, true, false),
+            ("filename", 8, false, true),
+            ("how", 8, false, true)
+        ]
+    );
+}
+
+#[test]
+fn every_syscall_tracepoint_has_a_number() {
+    require_kernel!("every_syscall_tracepoint_has_a_number");
+    let tps = tracefs::list_tracepoints("syscalls", "sys_enter_*").unwrap();
+    assert!(tps.len() > 200, "only {} syscall tracepoints", tps.len());
+    let missing: Vec<&str> = tps
+        .iter()
+        .map(|(_, n)| &n["sys_enter_".len()..])
+        .filter(|n| nexus_kernel::syscalls::number(n).is_none())
+        .collect();
+    assert!(missing.is_empty(), "no syscall number for {missing:?}");
+}
