@@ -6,6 +6,7 @@
 //!   fentry/fexit, uprobes, kprobes, perf events); links detach on drop.
 //! * [`tracefs`], [`elf`], [`btf`], [`perf`], [`cpu`]: the facts attaching needs.
 //! * [`caps`]: what works on this machine, for `bpfnexus doctor`.
+//! * [`catalog`]: the compiler's `ProbeCatalog` answered from this machine.
 //! * [`sys`]: the single choke point for `bpf(2)`, `perf_event_open(2)`,
 //!   `ioctl(2)` and `mmap(2)`, replaceable in tests.
 //!
@@ -14,6 +15,7 @@
 
 pub mod btf;
 pub mod caps;
+pub mod catalog;
 pub mod cpu;
 pub mod elf;
 pub mod link;
@@ -27,6 +29,7 @@ pub mod tracefs;
 
 pub use btf::{Btf, BtfError, BtfKind, BtfParam};
 pub use caps::{Capabilities, Capability, probe_capabilities};
+pub use catalog::KernelCatalog;
 pub use elf::ElfError;
 pub use link::{
     AttachError, AttachTarget, Cpus, KprobeTarget, Link, PerfEventTarget, UprobeTarget, attach,

@@ -252,6 +252,17 @@ pub fn list_tracepoints(
     name_glob: &str,
 ) -> Result<Vec<(String, String)>, TracefsError> {
     let events = root()?.join("events");
+    let literal = |g: &str| !g.contains(['*', '?']);
+    if literal(category_glob) && literal(name_glob) {
+        let exists = events.join(category_glob).join(name_glob).is_dir();
+        return Ok(
+            if exists && !category_glob.contains('/') && !name_glob.contains('/') {
+                vec![(category_glob.to_string(), name_glob.to_string())]
+            } else {
+                Vec::new()
+            },
+        );
+    }
     let rd = |p: &Path| {
         std::fs::read_dir(p).map_err(|source| TracefsError::Read {
             path: p.display().to_string(),

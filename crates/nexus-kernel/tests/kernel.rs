@@ -1026,3 +1026,56 @@ fn every_syscall_tracepoint_has_a_number() {
         .collect();
     assert!(missing.is_empty(), "no syscall number for {missing:?}");
 }
+
+#[test]
+fn kernel_catalog_answers_from_this_machine() {
+    use nexus_compile::ProbeCatalog;
+    require_kernel!("kernel_catalog_answers_from_this_machine");
+    let c = nexus_kernel::KernelCatalog;
+    assert_eq!(
+        c.tracepoints("syscalls", "sys_enter_openat").unwrap(),
+        vec![("syscalls".to_string(), "sys_enter_openat".to_string())]
+    );
+    assert!(
+        c.tracepoints("syscalls", "no_such_event")
+            .unwrap()
+            .is_empty()
+    );
+    let fields = c
+        .tracepoint_fields("syscalls", "sys_enter_openat")
+        .unwrap()
+        .unwrap();
+    let filename = fields.iter().find(|f| f.name == "filename").unwrap();
+    assert!(filename.is_pointer() && filename.is_char(), "{filename:?}");
+    assert!(fields.iter().any(|f| f.is_common()));
+    assert!(
+        c.tracepoint_fields("syscalls", "no_such_event")
+            .unwrap()
+            .is_none()
+    );
+    let libc = c.resolve_binary("libc").unwrap().unwrap();
+    assert!(libc.starts_with('/') && libc.contains("libc.so"), "{libc}");
+    assert!(c.resolve_binary("no_such_library_xyz").unwrap().is_none());
+    assert!(
+        c.user_functions(&libc, "getppid")
+            .unwrap()
+            .contains(&"getppid".to_string())
+    );
+    assert_eq!(c.has_kprobes(), nexus_kernel::perf::pmu_exists("kprobe"));
+    assert_eq!(c.syscall_number("openat"), Some(libc::SYS_openat as u32));
+    if nexus_kernel::btf::vmlinux().is_ok() {
+        assert!(c.kernel_functions("do_sys_openat2").unwrap().len() == 1);
+        assert_eq!(
+            c.kernel_function_args("do_sys_openat2")
+                .unwrap()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            c.kernel_function_args("no_such_function_xyz")
+                .unwrap()
+                .is_none()
+        );
+    }
+}
