@@ -136,6 +136,9 @@ impl Hasher for KeyHasher {
         h = (h.rotate_left(5) ^ tail ^ bytes.len() as u64).wrapping_mul(SEED);
         self.0 = h;
     }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(SEED);
+    }
     fn write_usize(&mut self, n: usize) {
         self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(SEED);
     }
@@ -146,7 +149,99 @@ impl Hasher for KeyHasher {
     }
 }
 
-type KeyIndex = HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>;
+type Hashed<K> = HashMap<K, u32, BuildHasherDefault<KeyHasher>>;
+
+/// Key → slot. Keys of up to 8 bytes (most of them: pids, ids, reasons)
+/// are packed into a `u64`, which hashes with one multiply and compares
+/// without a `memcmp` call; longer keys are kept as boxed bytes.
+#[derive(Debug)]
+enum KeyIndex {
+    Small { key_size: usize, map: Hashed<u64> },
+    Large(Hashed<Box<[u8]>>),
+}
+
+fn pack(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..key.len()].copy_from_slice(key);
+    u64::from_le_bytes(b)
+}
+
+impl KeyIndex {
+    fn new(key_size: usize, capacity: usize) -> KeyIndex {
+        if key_size <= 8 {
+            KeyIndex::Small {
+                key_size,
+                map: Hashed::with_capacity_and_hasher(capacity, Default::default()),
+            }
+        } else {
+            KeyIndex::Large(Hashed::with_capacity_and_hasher(
+                capacity,
+                Default::default(),
+            ))
+        }
+    }
+    /// `key` has the map's key size (checked by the caller).
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<u32> {
+        match self {
+            KeyIndex::Small { map, .. } => map.get(&pack(key)).copied(),
+            KeyIndex::Large(map) => map.get(key).copied(),
+        }
+    }
+    fn insert(&mut self, key: &[u8], slot: u32) {
+        match self {
+            KeyIndex::Small { map, .. } => {
+                map.insert(pack(key), slot);
+            }
+            KeyIndex::Large(map) => {
+                map.insert(key.into(), slot);
+            }
+        }
+    }
+    fn remove(&mut self, key: &[u8]) -> Option<u32> {
+        match self {
+            KeyIndex::Small { map, .. } => map.remove(&pack(key)),
+            KeyIndex::Large(map) => map.remove(key),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            KeyIndex::Small { map, .. } => map.len(),
+            KeyIndex::Large(map) => map.len(),
+        }
+    }
+    /// Every (key bytes, slot).
+    fn entries(&self) -> Vec<(Vec<u8>, u32)> {
+        match self {
+            KeyIndex::Small { key_size, map } => map
+                .iter()
+                .map(|(k, s)| (k.to_le_bytes()[..*key_size].to_vec(), *s))
+                .collect(),
+            KeyIndex::Large(map) => map.iter().map(|(k, s)| (k.to_vec(), *s)).collect(),
+        }
+    }
+    /// Remove the entry whose slot has the smallest `last_use`; its slot.
+    fn evict_oldest(&mut self, last_use: &[u64]) -> Option<u32> {
+        match self {
+            KeyIndex::Small { map, .. } => {
+                let (k, s) = map
+                    .iter()
+                    .min_by_key(|(_, s)| last_use[**s as usize])
+                    .map(|(k, s)| (*k, *s))?;
+                map.remove(&k);
+                Some(s)
+            }
+            KeyIndex::Large(map) => {
+                let (k, s) = map
+                    .iter()
+                    .min_by_key(|(_, s)| last_use[**s as usize])
+                    .map(|(k, s)| (k.clone(), *s))?;
+                map.remove(&k);
+                Some(s)
+            }
+        }
+    }
+}
 
 #[derive(Debug)]
 struct HashStore {
@@ -219,10 +314,7 @@ impl Map {
                 }
                 let lru = matches!(t, MapType::LruHash | MapType::LruPercpuHash);
                 Store::Hash(HashStore {
-                    index: KeyIndex::with_capacity_and_hasher(
-                        entries.min(1 << 16),
-                        Default::default(),
-                    ),
+                    index: KeyIndex::new(spec.key_size as usize, entries.min(1 << 16)),
                     free: (0..spec.max_entries).rev().collect(),
                     last_use: if lru { vec![0; entries] } else { Vec::new() },
                     tick: 0,
@@ -276,7 +368,7 @@ impl Map {
             entries
                 .checked_mul(stride)
                 .and_then(|n| n.checked_mul(copies))
-                .filter(|n| *n <= 1 << 32)
+                .filter(|n| *n < 1 << 32)
                 .ok_or_else(|| bad("too large: over 4 GiB of values".into()))?
         };
         Ok(Map {
@@ -357,7 +449,7 @@ impl Map {
         match &mut self.store {
             Store::Array => Ok(self.array_index(key)),
             Store::Hash(h) => {
-                let Some(&slot) = h.index.get(key) else {
+                let Some(slot) = h.index.get(key) else {
                     return Ok(None);
                 };
                 if !h.last_use.is_empty() {
@@ -386,7 +478,7 @@ impl Map {
         self.check_key(key)?;
         let slot = match &self.store {
             Store::Array => self.array_index(key),
-            Store::Hash(h) => h.index.get(key).map(|s| *s as usize),
+            Store::Hash(h) => h.index.get(key).map(|s| s as usize),
             _ => return Err(self.unsupported("lookup")),
         };
         Ok(slot.map(|s| {
@@ -470,7 +562,7 @@ impl Map {
             Store::Hash(h) => {
                 let lru = !h.last_use.is_empty();
                 h.tick += 1;
-                if let Some(&slot) = h.index.get(key) {
+                if let Some(slot) = h.index.get(key) {
                     if flags == BPF_NOEXIST {
                         return Err(MapError::Exists { map: name.clone() });
                     }
@@ -487,16 +579,8 @@ impl Map {
                     None if lru => {
                         // Evict the least recently used entry. A linear scan
                         // keeps the hot lookup path free of list upkeep.
-                        let victim = h
-                            .index
-                            .iter()
-                            .min_by_key(|(_, s)| h.last_use[**s as usize])
-                            .map(|(k, s)| (k.clone(), *s));
-                        match victim {
-                            Some((k, s)) => {
-                                h.index.remove(&k);
-                                s
-                            }
+                        match h.index.evict_oldest(&h.last_use) {
+                            Some(s) => s,
                             None => {
                                 return Err(MapError::Full {
                                     map: name.clone(),
@@ -512,7 +596,7 @@ impl Map {
                         });
                     }
                 };
-                h.index.insert(key.into(), slot);
+                h.index.insert(key, slot);
                 if lru {
                     h.last_use[slot as usize] = h.tick;
                 }
@@ -561,8 +645,9 @@ impl Map {
                 .collect(),
             Store::Hash(h) => h
                 .index
-                .iter()
-                .map(|(k, s)| (k.to_vec(), value(*s as usize)))
+                .entries()
+                .into_iter()
+                .map(|(k, s)| (k, value(s as usize)))
                 .collect(),
             _ => Vec::new(),
         }

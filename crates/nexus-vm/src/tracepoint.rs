@@ -312,12 +312,22 @@ impl TracePoint {
     #[inline(never)]
     pub fn fire_enabled(&self, args: &[u64], latency_ns: Option<u64>) {
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        let mut ctx = [0u8; MAX_CONTEXT_SIZE];
+        // Most layouts are small: don't clear 256 bytes for a 16-byte context.
+        if self.ctx_size <= 32 {
+            self.run_attached::<32>(args, latency_ns);
+        } else {
+            self.run_attached::<MAX_CONTEXT_SIZE>(args, latency_ns);
+        }
+    }
+
+    #[inline(always)]
+    fn run_attached<const N: usize>(&self, args: &[u64], latency_ns: Option<u64>) {
+        let mut buf = [0u8; N];
         for (f, v) in self.fields.iter().zip(args) {
             let o = f.offset as usize;
-            ctx[o..o + f.size as usize].copy_from_slice(&v.to_le_bytes()[..f.size as usize]);
+            buf[o..o + f.size as usize].copy_from_slice(&v.to_le_bytes()[..f.size as usize]);
         }
-        let ctx = &ctx[..self.ctx_size];
+        let ctx = &buf[..self.ctx_size];
         let timing = latency_ns.is_none() && self.timing.load(Ordering::Relaxed);
         let start = timing.then(Instant::now);
         {

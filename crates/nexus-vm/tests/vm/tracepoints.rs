@@ -165,3 +165,35 @@ fn faulting_programs_are_counted_not_fatal() {
             .contains("outside the context")
     );
 }
+
+#[test]
+fn concurrent_fires_are_all_counted() {
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare("app:tick", &[("cpu", FieldType::U32)])
+        .expect("declare");
+    let (mut vm, _) = vm(&[MapSpec::new("ticks", MapType::Hash, 8, 8, 8)]);
+    let prog = vm.load(&progs::count_by_u32_field(0, 0)).expect("loads");
+    let vm = Arc::new(Mutex::new(vm));
+    tp.attach(Arc::clone(&vm), prog);
+    tp.enable();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let tp = &tp;
+            s.spawn(move || {
+                for _ in 0..1000 {
+                    trace_point!(tp, t % 2);
+                }
+            });
+        }
+    });
+    let vm = vm.lock().expect("lock");
+    let m = vm.map(0).expect("map");
+    for key in 0u64..2 {
+        assert_eq!(
+            m.lookup(&key.to_le_bytes()).expect("ok"),
+            Some(&2000u64.to_le_bytes()[..])
+        );
+    }
+    assert_eq!(tp.stats().hits, 4000);
+}
