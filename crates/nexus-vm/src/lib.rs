@@ -12,6 +12,31 @@
 //! * [`tracepoint`] gives applications static tracepoints that cost one
 //!   relaxed atomic load when disabled.
 //! * [`exec_hex`] is the `bpfnexus vm exec` entry point.
+//!
+//! ```
+//! use nexus_insn::MapType;
+//! use nexus_vm::tracepoint::TracePointRegistry;
+//! use nexus_vm::{FieldType, MapSpec, Vm, progs, trace_point};
+//! use std::sync::{Arc, Mutex};
+//!
+//! let mut vm = Vm::new(&[MapSpec::new("by_status", MapType::Hash, 8, 8, 64)])?;
+//! let prog = vm.load(&progs::count_by_u32_field(0, 0))?;
+//! let vm = Arc::new(Mutex::new(vm));
+//!
+//! let reg = TracePointRegistry::new();
+//! let tp = reg.declare("app:request", &[("status", FieldType::U32)])?;
+//! reg.attach("app:request", Arc::clone(&vm), prog)?;
+//! trace_point!(tp, 200); // disabled: not counted
+//! reg.enable("app:request")?;
+//! trace_point!(tp, 200);
+//! trace_point!(tp, 404);
+//! trace_point!(tp, 200);
+//!
+//! let vm = vm.lock().map_err(|_| "poisoned")?;
+//! let hits = vm.map(0)?.lookup(&200u64.to_le_bytes())?;
+//! assert_eq!(hits, Some(&2u64.to_le_bytes()[..]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod exec;
