@@ -260,6 +260,10 @@ fn uprobe_target(retprobe: bool) -> Result<UprobeTarget, String> {
 pub fn probe_capabilities() -> Capabilities {
     let start = Instant::now();
     let bpftrace_child = spawn_bpftrace();
+    // Parsing vmlinux BTF (several MB) is the slowest local step: start it
+    // now on another thread; the tp_btf/fentry probes below reuse the
+    // cached result.
+    let btf_parse = std::thread::spawn(|| btf::vmlinux().is_ok());
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let eff = cap_eff();
@@ -294,18 +298,6 @@ pub fn probe_capabilities() -> Capabilities {
         ),
     };
 
-    let btf_cap = match btf::vmlinux() {
-        Ok(b) => Capability::yes(format!(
-            "{} parsed: {} types",
-            btf::VMLINUX_BTF,
-            b.type_count()
-        )),
-        Err(e) => Capability::no(
-            e.to_string(),
-            Some("use a kernel built with CONFIG_DEBUG_INFO_BTF=y"),
-        ),
-    };
-
     let mut links = Vec::new();
     let insns = trivial();
     let tracepoint = load_and_attach(
@@ -323,16 +315,6 @@ pub fn probe_capabilities() -> Capabilities {
         &AttachTarget::RawTracepoint {
             name: "sys_enter".into(),
         },
-        &mut links,
-    );
-    let tp_btf = load_and_attach(
-        "tp_btf",
-        &ProgramSpec::tracing(
-            "nx_probe_tpbtf",
-            BtfTarget::TpBtf("sys_enter".into()),
-            &insns,
-        ),
-        &AttachTarget::Tracing,
         &mut links,
     );
     let uprobe = match uprobe_target(false) {
@@ -363,6 +345,36 @@ pub fn probe_capabilities() -> Capabilities {
         }),
         &mut links,
     );
+    let perf_event = load_and_attach(
+        "perf event (cpu-clock)",
+        &ProgramSpec::new("nx_probe_perf", ProgType::PerfEvent, &insns),
+        &AttachTarget::PerfEvent(PerfEventTarget::interval_ns(1_000_000_000)),
+        &mut links,
+    );
+    // The thread only warms the cache; `vmlinux()` below gives the verdict.
+    let _ = btf_parse.join();
+    let btf_cap = match btf::vmlinux() {
+        Ok(b) => Capability::yes(format!(
+            "{} parsed: {} types",
+            btf::VMLINUX_BTF,
+            b.type_count()
+        )),
+        Err(e) => Capability::no(
+            e.to_string(),
+            Some("use a kernel built with CONFIG_DEBUG_INFO_BTF=y"),
+        ),
+    };
+
+    let tp_btf = load_and_attach(
+        "tp_btf",
+        &ProgramSpec::tracing(
+            "nx_probe_tpbtf",
+            BtfTarget::TpBtf("sys_enter".into()),
+            &insns,
+        ),
+        &AttachTarget::Tracing,
+        &mut links,
+    );
     let fentry = load_and_attach(
         "fentry",
         &ProgramSpec::tracing(
@@ -381,12 +393,6 @@ pub fn probe_capabilities() -> Capabilities {
             &insns,
         ),
         &AttachTarget::Tracing,
-        &mut links,
-    );
-    let perf_event = load_and_attach(
-        "perf event (cpu-clock)",
-        &ProgramSpec::new("nx_probe_perf", ProgType::PerfEvent, &insns),
-        &AttachTarget::PerfEvent(PerfEventTarget::interval_ns(1_000_000_000)),
         &mut links,
     );
     let ringbuf = match Map::create(&MapSpec::ringbuf("nx_probe_rb", 4096))

@@ -405,6 +405,7 @@ impl Map {
     /// Read every entry, with `BPF_MAP_LOOKUP_BATCH` where the kernel has it
     /// and a key walk otherwise.
     pub fn entries(&self) -> Result<Vec<MapEntry>, MapError> {
+        self.keyed("reading entries")?;
         match self.batch(BpfCmd::MapLookupBatch) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => self.walk(false),
@@ -416,6 +417,7 @@ impl Map {
     /// where the kernel has it (hash maps) and lookup + delete otherwise.
     /// Arrays cannot delete: their entries are read and left in place.
     pub fn drain_entries(&self) -> Result<Vec<MapEntry>, MapError> {
+        self.keyed("draining entries")?;
         if matches!(self.map_type, MapType::Array | MapType::PercpuArray) {
             return self.entries();
         }
@@ -423,6 +425,15 @@ impl Map {
             Ok(Some(v)) => Ok(v),
             Ok(None) => self.walk(true),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Queues, stacks and ring buffers have no keys to walk.
+    fn keyed(&self, op: &'static str) -> Result<(), MapError> {
+        if self.key_size == 0 {
+            Err(self.unsupported(op))
+        } else {
+            Ok(())
         }
     }
 

@@ -400,7 +400,7 @@ pub fn loaded_program_ids() -> io::Result<Vec<u32>> {
 mod tests {
     use super::*;
     use nexus_insn::Reg;
-    use std::os::fd::BorrowedFd;
+    use std::os::fd::{BorrowedFd, OwnedFd};
 
     #[test]
     fn relocates_map_index_loads() {
@@ -426,6 +426,70 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Fails every load: without a log with EACCES, with a log smaller
+    /// than 4 MiB with ENOSPC, otherwise writes a log and fails with EACCES.
+    #[derive(Default)]
+    struct GrowingLogKernel {
+        log_sizes: std::cell::RefCell<Vec<u32>>,
+    }
+
+    impl sys::Sys for GrowingLogKernel {
+        fn bpf(&self, cmd: BpfCmd, attr: &mut BpfAttr) -> io::Result<i64> {
+            assert_eq!(cmd, BpfCmd::ProgLoad);
+            let (level, size, buf) = (attr.u32_at(24), attr.u32_at(28), attr.u64_at(32));
+            self.log_sizes.borrow_mut().push(size);
+            if level == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EACCES));
+            }
+            if size < 4 << 20 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let text = b"0: (95) exit\nR0 !read_ok\n\0";
+            // SAFETY: `buf` is the live log buffer Program::load allocated,
+            // `size` (at least 4 MiB) bytes long.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buf as usize as *mut u8, text.len())
+            };
+            Err(io::Error::from_raw_os_error(libc::EACCES))
+        }
+        fn perf_event_open(
+            &self,
+            _: &sys::PerfEventAttr,
+            _: i32,
+            _: i32,
+            _: u64,
+        ) -> io::Result<OwnedFd> {
+            unreachable!("program loading opens no perf events")
+        }
+        fn ioctl(&self, _: BorrowedFd<'_>, _: u64, _: u64) -> io::Result<i32> {
+            unreachable!("program loading makes no ioctl")
+        }
+        fn mmap_shared(&self, _: BorrowedFd<'_>, _: usize, _: i32, _: i64) -> io::Result<*mut u8> {
+            unreachable!("program loading maps nothing")
+        }
+        fn munmap(&self, _: *mut u8, _: usize) -> io::Result<()> {
+            unreachable!("program loading maps nothing")
+        }
+    }
+
+    #[test]
+    fn verifier_log_buffer_grows_on_enospc() {
+        let kernel = std::rc::Rc::new(GrowingLogKernel::default());
+        let _guard = sys::override_for_thread(kernel.clone());
+        let insns = [Insn::exit()];
+        let err = Program::load(
+            &ProgramSpec::new("p", ProgType::Kprobe, &insns),
+            &[] as &[OwnedFd],
+        )
+        .unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EACCES));
+        assert_eq!(err.verifier_log(), Some("0: (95) exit\nR0 !read_ok\n"));
+        assert_eq!(
+            *kernel.log_sizes.borrow(),
+            vec![0, 256 << 10, 1 << 20, 4 << 20]
+        );
     }
 
     #[test]

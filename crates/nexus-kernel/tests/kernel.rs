@@ -286,6 +286,54 @@ fn map_hash_crud() {
 fn map_lru_hash_crud() {
     require_kernel!("map_lru_hash_crud");
     check_keyed_map(MapType::LruHash);
+    check_keyed_map(MapType::LruPercpuHash);
+}
+
+/// Like [`CountingSys`], but the batch commands fail as on kernels without them.
+struct NoBatchSys;
+
+impl Sys for NoBatchSys {
+    fn bpf(&self, cmd: BpfCmd, attr: &mut BpfAttr) -> std::io::Result<i64> {
+        if matches!(
+            cmd,
+            BpfCmd::MapLookupBatch | BpfCmd::MapLookupAndDeleteBatch
+        ) {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        RealSys.bpf(cmd, attr)
+    }
+    fn perf_event_open(
+        &self,
+        attr: &PerfEventAttr,
+        pid: i32,
+        cpu: i32,
+        flags: u64,
+    ) -> std::io::Result<OwnedFd> {
+        RealSys.perf_event_open(attr, pid, cpu, flags)
+    }
+    fn ioctl(&self, fd: BorrowedFd<'_>, request: u64, arg: u64) -> std::io::Result<i32> {
+        RealSys.ioctl(fd, request, arg)
+    }
+    fn mmap_shared(
+        &self,
+        fd: BorrowedFd<'_>,
+        len: usize,
+        prot: i32,
+        offset: i64,
+    ) -> std::io::Result<*mut u8> {
+        RealSys.mmap_shared(fd, len, prot, offset)
+    }
+    fn munmap(&self, addr: *mut u8, len: usize) -> std::io::Result<()> {
+        RealSys.munmap(addr, len)
+    }
+}
+
+#[test]
+fn map_reads_fall_back_without_batch_ops() {
+    require_kernel!("map_reads_fall_back_without_batch_ops");
+    let _guard = sys::override_for_thread(Rc::new(NoBatchSys));
+    check_keyed_map(MapType::Hash);
+    check_keyed_map(MapType::PercpuHash);
 }
 
 #[test]
@@ -354,6 +402,12 @@ fn map_queue_and_stack() {
         assert_eq!(m.pop().unwrap().unwrap(), first.to_ne_bytes());
         assert!(m.pop().unwrap().is_some());
         assert!(m.pop().unwrap().is_none());
+        assert!(
+            m.entries()
+                .unwrap_err()
+                .to_string()
+                .contains("does not support")
+        );
     }
 }
 
@@ -721,7 +775,8 @@ fn ringbuf_wraps_around_and_skips_discarded_records() {
         exe.to_str().unwrap(),
         "nexus_kernel_test_ringbuf_target",
         false,
-        Some(std::process::id() as i32),
+        // System-wide (pid -1 on CPU 0): the program filters on our thread.
+        None,
     )
     .unwrap();
     let _link = attach(&prog, &AttachTarget::Uprobe(target)).unwrap();
