@@ -334,9 +334,12 @@ impl Map {
                 })
             }
             MapType::Ringbuf => {
-                if !spec.max_entries.is_power_of_two() || spec.max_entries < 16 {
+                // Offsets into the doubled buffer must fit a pointer's 32 bits.
+                if !spec.max_entries.is_power_of_two()
+                    || !(16..=1 << 30).contains(&spec.max_entries)
+                {
                     return Err(bad(format!(
-                        "a ring buffer's size must be a power of two of at least 16, not {}",
+                        "a ring buffer's size must be a power of two from 16 to 1 GiB, not {}",
                         spec.max_entries
                     )));
                 }
