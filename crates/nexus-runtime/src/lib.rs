@@ -1,20 +1,35 @@
-//! The bpfnexus runtime. This first part is its output layer: the decoded
-//! value model ([`value`]), per-CPU merging, bpftrace's `printf`
-//! ([`printf`]), time formatting ([`strftime`]), and the sinks ([`sink`])
-//! that print events and maps as bpftrace 0.17 does in text, or as typed
-//! JSON Lines.
+//! The bpfnexus runtime: sessions over a backend, and the output layer.
 //!
-//! It knows nothing of backends or the compiler: the record decoder turns
-//! ring-buffer payloads and map dumps into [`Value`]s and [`MapDump`]s and
-//! pushes them into a [`Sink`].
+//! * [`session`]: the lifecycle load → attach → release child → run → END →
+//!   final maps → detach, with the event loop ([`event_loop`]) that drains
+//!   records, decodes them ([`decode`]) and dispatches them to a [`Sink`].
+//! * [`backend`]: the seam to what executes the Artifact; [`kernel`] is the
+//!   kernel implementation (the only kernel-specific module here), and
+//!   [`verifier`] explains its rejections in terms of the source.
+//! * [`list`]: `-l`, the probes this machine offers.
+//! * The output layer: the decoded value model ([`value`]), per-CPU merging,
+//!   bpftrace's `printf` ([`printf`]), time formatting ([`strftime`]), and
+//!   the sinks ([`sink`]) that print events and maps as bpftrace 0.17 does
+//!   in text, or as typed JSON Lines.
 
+pub mod backend;
+pub mod decode;
 pub mod json;
+pub mod kernel;
+pub mod ksyms;
 pub mod printf;
 pub mod sink;
 pub mod strftime;
 pub mod text;
 pub mod value;
+pub mod verifier;
 
+pub use backend::{
+    AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
+};
+pub use decode::{DecodeError, Decoder, NoStacks, StackSource};
+pub use kernel::{KernelBackend, LoadOptions};
+pub use nexus_kernel::KernelCatalog;
 pub use printf::{ArgKind, FormatError, ParsedFormat, check_format};
 pub use sink::{
     EventMeta, JsonOptions, JsonSink, MessageKind, PrintfEvent, PrintfSite, RunStats, Sink,

@@ -1,0 +1,467 @@
+//! The kernel backend: an Artifact's maps and programs loaded with
+//! `nexus-kernel`, attached through BPF links, records read from the ring
+//! buffer. Everything kernel-specific in the runtime is in this module.
+
+use crate::backend::{
+    AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
+};
+use crate::verifier;
+use nexus_compile::{Artifact, AttachSpec, MapRole, ProgKind, ProgramSpec, UprobeLocation};
+use nexus_insn::MapType;
+use nexus_kernel::{
+    AttachTarget, BtfTarget, Cpus, KprobeTarget, Link, Map, MapError, PerfEventTarget, Program,
+    RingBuf, Sample, UpdateFlags, UprobeTarget, elf, link, perf,
+};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// How to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Keep every program's verifier log (`-v`).
+    pub verifier_log: bool,
+}
+
+/// One loaded program and the artifact entry it came from.
+#[derive(Debug)]
+struct Loaded {
+    spec: usize,
+    program: Program,
+}
+
+/// An Artifact loaded into the kernel.
+#[derive(Debug)]
+pub struct KernelBackend {
+    artifact: Artifact,
+    maps: Vec<Map>,
+    programs: Vec<Loaded>,
+    links: Vec<Link>,
+    ring: Option<RingBuf>,
+    config: Option<usize>,
+    scope: Option<usize>,
+    drops: Option<usize>,
+    stacks: Option<usize>,
+}
+
+fn map_err(e: MapError) -> BackendError {
+    match e.errno() {
+        // EPERM: not allowed to use BPF at all.
+        Some(1) => {
+            BackendError::Refused(format!("{e}; run as root or with CAP_BPF and CAP_PERFMON"))
+        }
+        _ => BackendError::Runtime(e.to_string()),
+    }
+}
+
+impl KernelBackend {
+    /// Create the Artifact's maps and load its programs (nothing is
+    /// attached yet). A verifier rejection comes back explained in terms of
+    /// the program's source ([`BackendError::Verifier`]).
+    pub fn load(artifact: Artifact, options: &LoadOptions) -> Result<KernelBackend, BackendError> {
+        let mut maps = Vec::with_capacity(artifact.maps.len());
+        for spec in &artifact.maps {
+            let kspec = nexus_kernel::MapSpec {
+                name: spec.name.clone(),
+                map_type: spec.kind.map_type(),
+                key_size: spec.key_size,
+                value_size: spec.value_size,
+                max_entries: spec.max_entries,
+                flags: spec.flags,
+            };
+            let map = Map::create(&kspec).map_err(|e| match e.errno() {
+                Some(1) => BackendError::Refused(format!(
+                    "{e}; run as root or with CAP_BPF and CAP_PERFMON (see `bpfnexus doctor`)"
+                )),
+                _ => BackendError::Refused(e.to_string()),
+            })?;
+            maps.push(map);
+        }
+        let mut programs = Vec::with_capacity(artifact.programs.len());
+        for (i, spec) in artifact.programs.iter().enumerate() {
+            let program = load_program(&artifact, spec, &maps, options)?;
+            programs.push(Loaded { spec: i, program });
+        }
+        let role = |r: &MapRole| artifact.map_with_role(r);
+        let ring = match role(&MapRole::Events) {
+            Some(i) => {
+                Some(RingBuf::new(&maps[i]).map_err(|e| BackendError::Runtime(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok(KernelBackend {
+            config: role(&MapRole::Config),
+            scope: role(&MapRole::Scope),
+            drops: role(&MapRole::Drops),
+            stacks: role(&MapRole::Stacks),
+            artifact,
+            maps,
+            programs,
+            links: Vec::new(),
+            ring,
+        })
+    }
+
+    /// The verifier log of each program, when loaded with
+    /// [`LoadOptions::verifier_log`]: `(program name, log)`.
+    pub fn verifier_logs(&self) -> Vec<(&str, &str)> {
+        self.programs
+            .iter()
+            .filter_map(|l| Some((l.program.name(), l.program.verifier_log()?)))
+            .collect()
+    }
+
+    /// The Artifact this backend runs.
+    pub fn artifact(&self) -> &Artifact {
+        &self.artifact
+    }
+
+    fn map(&self, index: usize) -> Result<&Map, BackendError> {
+        self.maps.get(index).ok_or_else(|| {
+            BackendError::Runtime(format!(
+                "the program refers to map {index}, but only {} maps exist",
+                self.maps.len()
+            ))
+        })
+    }
+
+    fn run_special(&mut self, which: &AttachSpec) -> Result<(), BackendError> {
+        for l in &self.programs {
+            let spec = &self.artifact.programs[l.spec];
+            if spec.attach.iter().any(|a| a == which) {
+                l.program
+                    .test_run(&[], None)
+                    .map_err(|e| BackendError::Runtime(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_program(
+    artifact: &Artifact,
+    spec: &ProgramSpec,
+    maps: &[Map],
+    options: &LoadOptions,
+) -> Result<Program, BackendError> {
+    let btf_target = match spec.prog_type {
+        ProgKind::TracingRawTp | ProgKind::Fentry | ProgKind::Fexit => {
+            let target = spec.attach.iter().find_map(|a| match a {
+                AttachSpec::TpBtf { event } => Some(BtfTarget::TpBtf(event.clone())),
+                AttachSpec::Fentry { function } => Some(BtfTarget::Fentry(function.clone())),
+                AttachSpec::Fexit { function } => Some(BtfTarget::Fexit(function.clone())),
+                _ => None,
+            });
+            Some(target.ok_or_else(|| {
+                BackendError::Runtime(format!(
+                    "program {:?} ({}) is a tracing program without a BTF target",
+                    spec.name, spec.probe_text
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    let kspec = match btf_target {
+        Some(t) => nexus_kernel::ProgramSpec::tracing(&spec.name, t, &spec.insns),
+        None => {
+            let mut s =
+                nexus_kernel::ProgramSpec::new(&spec.name, spec.prog_type.prog_type(), &spec.insns);
+            s.expected_attach_type = spec.prog_type.attach_type();
+            s
+        }
+    }
+    .with_log(options.verifier_log);
+    Program::load(&kspec, maps).map_err(|e| verifier::explain_load_error(artifact, spec, &e))
+}
+
+/// `PERF_COUNT_SW_*` of a software event as bpftrace names it.
+fn software_config(event: &str) -> Option<u64> {
+    Some(match event {
+        "cpu-clock" | "cpu" => 0,
+        "task-clock" => 1,
+        "page-faults" | "faults" => 2,
+        "context-switches" | "cs" => 3,
+        "cpu-migrations" | "migrations" => 4,
+        "minor-faults" => 5,
+        "major-faults" => 6,
+        "alignment-faults" => 7,
+        "emulation-faults" => 8,
+        "dummy" => 9,
+        "bpf-output" => 10,
+        _ => return None,
+    })
+}
+
+/// The kernel attach target of one AttachSpec; `None` for BEGIN/END.
+fn target_of(spec: &AttachSpec, probe: &str) -> Result<Option<AttachTarget>, BackendError> {
+    let refused = |m: String| BackendError::Refused(format!("probe `{probe}`: {m}"));
+    Ok(Some(match spec {
+        AttachSpec::Begin | AttachSpec::End => return Ok(None),
+        AttachSpec::Tracepoint { category, event } => AttachTarget::Tracepoint {
+            category: category.clone(),
+            name: event.clone(),
+        },
+        AttachSpec::RawTracepoint { event } => AttachTarget::RawTracepoint {
+            name: event.clone(),
+        },
+        AttachSpec::TpBtf { .. } | AttachSpec::Fentry { .. } | AttachSpec::Fexit { .. } => {
+            AttachTarget::Tracing
+        }
+        AttachSpec::Uprobe {
+            binary,
+            location,
+            retprobe,
+        } => {
+            let path = PathBuf::from(binary);
+            let offset = match location {
+                UprobeLocation::Symbol { name, offset } => {
+                    elf::symbol_offset(&path, name).map_err(|e| refused(e.to_string()))? + offset
+                }
+                UprobeLocation::Address(addr) => {
+                    return Err(refused(format!(
+                        "attaching a uprobe at a bare address ({addr:#x}) is not supported yet; name a function"
+                    )));
+                }
+            };
+            AttachTarget::Uprobe(UprobeTarget {
+                path,
+                offset,
+                retprobe: *retprobe,
+                pid: None,
+            })
+        }
+        AttachSpec::Kprobe {
+            function,
+            offset,
+            retprobe,
+        } => AttachTarget::Kprobe(KprobeTarget {
+            function: function.clone(),
+            offset: *offset,
+            retprobe: *retprobe,
+        }),
+        AttachSpec::Profile { hz, period_ns } => {
+            let sample = match (hz, period_ns) {
+                (Some(hz), _) => Sample::Frequency(*hz),
+                (None, Some(p)) => Sample::Period(*p),
+                (None, None) => return Err(refused("profile probe without a rate".into())),
+            };
+            AttachTarget::PerfEvent(PerfEventTarget {
+                config: perf::PERF_COUNT_SW_CPU_CLOCK,
+                sample,
+                cpus: Cpus::AllOnline,
+            })
+        }
+        AttachSpec::Interval { period_ns } => {
+            AttachTarget::PerfEvent(PerfEventTarget::interval_ns(*period_ns))
+        }
+        AttachSpec::Software { event, period } => {
+            let config = software_config(event)
+                .ok_or_else(|| refused(format!("unknown software event {event:?}")))?;
+            AttachTarget::PerfEvent(PerfEventTarget {
+                config,
+                sample: Sample::Period((*period).max(1)),
+                cpus: Cpus::AllOnline,
+            })
+        }
+        AttachSpec::Hardware { event, .. } => {
+            return Err(refused(format!(
+                "hardware event {event:?}: hardware perf events are not supported by the kernel backend yet"
+            )));
+        }
+    }))
+}
+
+/// True for the programs the compiler generates for its own bookkeeping
+/// (process-tree tracking), which bpftrace would not count as probes.
+fn is_internal(spec: &ProgramSpec) -> bool {
+    spec.probe_text.is_empty() || spec.probe_index == u32::MAX
+}
+
+impl Backend for KernelBackend {
+    fn configure(&mut self, config: &RunConfig, scope_tgids: &[u32]) -> Result<(), BackendError> {
+        if let Some(i) = self.config {
+            let layout = &self.artifact.config;
+            let mut value = vec![0u8; self.maps[i].value_size() as usize];
+            for field in &layout.fields {
+                let v = match field.name.as_str() {
+                    "tracer_tgid" => u64::from(config.tracer_tgid),
+                    "scope_enabled" => u64::from(config.scope_enabled),
+                    "cpid" => u64::from(config.cpid),
+                    "start_ns" => config.start_ns,
+                    _ => continue,
+                };
+                let at = field.offset as usize;
+                if let Some(slot) = value.get_mut(at..at + 8) {
+                    slot.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            self.maps[i]
+                .update(&0u32.to_le_bytes(), &value, UpdateFlags::Any)
+                .map_err(map_err)?;
+        }
+        for &tgid in scope_tgids {
+            self.add_to_scope(tgid)?;
+        }
+        Ok(())
+    }
+
+    fn add_to_scope(&mut self, tgid: u32) -> Result<(), BackendError> {
+        let Some(i) = self.scope else {
+            return Ok(());
+        };
+        let map = &self.maps[i];
+        let mut value = vec![0u8; map.value_size() as usize];
+        if let Some(first) = value.first_mut() {
+            *first = 1;
+        }
+        map.update(&tgid.to_le_bytes(), &value, UpdateFlags::Any)
+            .map_err(map_err)
+    }
+
+    fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {
+        let mut attached = Vec::new();
+        for l in &self.programs {
+            let spec = &self.artifact.programs[l.spec];
+            for a in &spec.attach {
+                let Some(target) = target_of(a, &spec.probe_text)? else {
+                    continue;
+                };
+                let link = link::attach(&l.program, &target).map_err(|e| {
+                    BackendError::Refused(format!("probe `{}`: {e}", spec.probe_text))
+                })?;
+                attached.push(AttachedProbe {
+                    probe: spec.probe_text.clone(),
+                    target: link.target().to_string(),
+                    links: link.len(),
+                });
+                self.links.push(link);
+            }
+        }
+        Ok(attached)
+    }
+
+    fn probe_count(&self) -> usize {
+        self.artifact
+            .programs
+            .iter()
+            .filter(|p| !is_internal(p))
+            .map(|p| p.attach.len())
+            .sum()
+    }
+
+    fn run_begin(&mut self) -> Result<(), BackendError> {
+        self.run_special(&AttachSpec::Begin)
+    }
+
+    fn run_end(&mut self) -> Result<(), BackendError> {
+        self.run_special(&AttachSpec::End)
+    }
+
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.ring.as_ref().map(AsFd::as_fd)
+    }
+
+    fn read_batch(&mut self, batch: &mut RecordBatch, max_bytes: usize) -> usize {
+        batch.clear();
+        let Some(ring) = self.ring.as_mut() else {
+            return 0;
+        };
+        while batch.bytes() < max_bytes {
+            let Some(rec) = ring.next() else { break };
+            batch.push(&rec);
+        }
+        batch.len()
+    }
+
+    fn map_entries(&mut self, index: usize) -> Result<Vec<RawEntry>, BackendError> {
+        let map = self.map(index)?;
+        let entries = map.entries().map_err(map_err)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| RawEntry {
+                slots: map
+                    .percpu_slots(&e.value)
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+                key: e.key,
+            })
+            .collect())
+    }
+
+    fn clear_map(&mut self, index: usize) -> Result<(), BackendError> {
+        let map = self.map(index)?;
+        if matches!(map.map_type(), MapType::Array | MapType::PercpuArray) {
+            return self.zero_map(index);
+        }
+        map.drain_entries().map_err(map_err).map(drop)
+    }
+
+    fn zero_map(&mut self, index: usize) -> Result<(), BackendError> {
+        let map = self.map(index)?;
+        let zero = vec![0u8; map.value_size() as usize];
+        let keys = map.keys().collect::<Result<Vec<_>, _>>().map_err(map_err)?;
+        for key in keys {
+            // An entry deleted since the key walk is fine to skip.
+            match map.update(&key, &zero, UpdateFlags::Exist) {
+                Ok(()) => {}
+                // ENOENT: the entry went away after the key walk.
+                Err(e) if e.errno() == Some(2) => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn stack_frames(&mut self, id: u32, frames: &mut Vec<u64>) -> bool {
+        frames.clear();
+        let Some(i) = self.stacks else { return false };
+        let Ok(Some(raw)) = self.maps[i].lookup(&id.to_le_bytes()) else {
+            return false;
+        };
+        frames.extend(raw.chunks_exact(8).map(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            u64::from_le_bytes(a)
+        }));
+        true
+    }
+
+    fn lost_events(&mut self) -> Result<u64, BackendError> {
+        let Some(i) = self.drops else { return Ok(0) };
+        let map = &self.maps[i];
+        let raw = map.lookup(&0u32.to_le_bytes()).map_err(map_err)?;
+        Ok(raw.map_or(0, |raw| {
+            map.percpu_slots(&raw)
+                .iter()
+                .filter_map(|s| s.get(..8))
+                .map(|s| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(s);
+                    u64::from_le_bytes(a)
+                })
+                .fold(0u64, u64::wrapping_add)
+        }))
+    }
+
+    fn detach(&mut self) -> DetachReport {
+        let start = Instant::now();
+        let links = std::mem::take(&mut self.links);
+        let n = links.len();
+        // Perf-based links wait for RCU grace periods when closed; closing
+        // them from parallel threads overlaps those waits.
+        link::detach_all(links);
+        DetachReport {
+            links: n,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+impl Drop for KernelBackend {
+    fn drop(&mut self) {
+        if !self.links.is_empty() {
+            self.detach();
+        }
+    }
+}
