@@ -18,5 +18,7 @@ pub mod tree;
 
 pub use parse::ParseError;
 pub use sample::SampleError;
-pub use spawn::{ExitStatus, HeldChild, SpawnError, SpawnOptions, split_command};
+pub use spawn::{
+    ExitStatus, HeldChild, SpawnError, SpawnOptions, resolve_executable, split_command,
+};
 pub use tree::TreeError;

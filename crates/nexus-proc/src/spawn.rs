@@ -779,8 +779,13 @@ impl HeldChild {
     }
 
     fn wait_blocking(&mut self) -> Result<ExitStatus, SpawnError> {
-        // waitpid without WNOHANG returns only with a status.
-        self.waitpid(0).map(|s| s.unwrap_or(ExitStatus::Exited(0)))
+        // waitpid without WNOHANG returns only with a status; the loop just
+        // avoids inventing one if it ever did not.
+        loop {
+            if let Some(status) = self.waitpid(0)? {
+                return Ok(status);
+            }
+        }
     }
 
     /// Reaps the child if it has exited; never blocks. Once reaped, keeps
@@ -920,6 +925,26 @@ mod tests {
             err.to_string(),
             "cannot run 'foo': No such file or directory"
         );
+    }
+
+    #[test]
+    fn closing_the_gate_without_release_ends_the_child_unrun() {
+        // What happens when the tracer dies: its end of the gate closes.
+        let argv = split_command("true").unwrap();
+        let mut child = HeldChild::spawn(&argv, &SpawnOptions::default()).unwrap();
+        child.gate = None;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "held child did not exit"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(status, ExitStatus::Exited(GATE_CLOSED_EXIT));
     }
 
     #[test]
