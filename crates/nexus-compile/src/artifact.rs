@@ -272,6 +272,10 @@ pub enum MapRole {
     /// Per-CPU array, one entry (key `0u32`), value `u64`: events lost
     /// because the ring buffer was full. The runtime sums the CPUs.
     Drops,
+    /// Array, one entry, all zeros and never written: the initial value
+    /// inserted (`BPF_NOEXIST`) before an aggregation entry is first
+    /// updated. Nothing to read.
+    Zeros,
 }
 
 /// A user map `@name` as the runtime must decode and print it.
@@ -472,14 +476,10 @@ impl Type {
         }
     }
 
-    /// Offsets are rounded up to this (8 for everything but strings and
-    /// buffers, which are byte arrays).
+    /// Offsets are rounded up to this: every field starts 8-byte aligned,
+    /// because the verifier refuses misaligned stack accesses.
     pub fn align(&self) -> u32 {
-        match self {
-            Type::Str { .. } => 1,
-            Type::Buf { .. } => 4,
-            _ => 8,
-        }
+        8
     }
 }
 

@@ -1,12 +1,443 @@
 //! The bpftrace language compiled straight to eBPF bytecode, without LLVM.
 //!
-//! Pipeline: resolve (providers, builtins) → typecheck → resources (maps,
-//! event schemas) → IR (virtual registers) → register/stack allocation →
-//! emit (`nexus-insn`) → [`Artifact`]. No I/O: probe facts come through a
-//! [`ProbeCatalog`].
+//! Pipeline (each stage its own module):
+//!
+//! 1. **resolve** ([`providers`]): every attach point is expanded through
+//!    the [`ProbeCatalog`] by its probe-kind provider; blocks become *units*
+//!    (one program each).
+//! 2. **typecheck** ([`check`]): builtins, functions, types, one
+//!    aggregation kind per map.
+//! 3. **resources** ([`lower::Resources`]): maps laid out by index, event
+//!    schemas, stack map, scratch space.
+//! 4. **IR** ([`lower`], [`ir`]): virtual registers, labels, map pseudo-loads.
+//! 5. **allocation** ([`regalloc`]) and **emission** ([`emit`]) to
+//!    `nexus-insn`, with a line table.
+//!
+//! No I/O and no file descriptors: the result is an [`Artifact`].
 
 pub mod artifact;
 pub mod catalog;
+pub mod check;
+pub mod emit;
+pub mod format;
+pub mod ir;
+pub mod lower;
+pub mod providers;
+pub mod regalloc;
+pub mod ty;
+mod walk;
 
 pub use artifact::*;
-pub use catalog::{BtfArg, CatalogError, MemoryCatalog, ProbeCatalog, TracepointField, glob_match};
+pub use catalog::{
+    BtfArg, CatalogError, MemoryCatalog, ProbeCatalog, TracepointField, glob_match, tp_field,
+};
+
+use check::{Checker, Unit};
+use nexus_lang::ast::{ExprKind, Probe, ProbeKind, Program};
+use nexus_lang::{Diagnostic, LineIndex, Span};
+
+/// Knobs of one compilation.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    /// Positional parameters `$1`, `$2`, ...
+    pub params: Vec<String>,
+    /// Compile in process-tree scoping (`-c CMD`): probes that can see
+    /// other processes check the scope map when `scope_enabled` is set, and
+    /// fork/exit programs keep the map current.
+    pub scope: bool,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ringbuf_size: u32,
+    /// `max_entries` of user maps.
+    pub map_entries: u32,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            params: Vec::new(),
+            scope: false,
+            ringbuf_size: 1 << 22,
+            map_entries: 4096,
+        }
+    }
+}
+
+/// A stage `--emit` can print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The parsed tree.
+    Ast,
+    /// The IR of every program, before register allocation.
+    Ir,
+    /// The final instructions, disassembled.
+    Asm,
+}
+
+/// Everything up to and including lowering.
+struct Lowered {
+    units: Vec<Unit>,
+    funcs: Vec<ir::Func>,
+    res: lower::Resources,
+}
+
+/// True when the block's code depends on which attach point fired.
+fn needs_own_program(probe: &Probe) -> bool {
+    let mut found = false;
+    let mut visit = |e: &nexus_lang::ast::Expr| {
+        if matches!(&e.kind, ExprKind::Builtin(b) if b == "probe" || b == "func" || b == "args") {
+            found = true;
+        }
+    };
+    if let Some(p) = &probe.predicate {
+        walk::expr(p, &mut visit);
+    }
+    walk::exprs(&probe.body.stmts, &mut visit);
+    found
+}
+
+/// Expand every attach point and group them into units.
+fn units(program: &Program, catalog: &dyn ProbeCatalog, diags: &mut Vec<Diagnostic>) -> Vec<Unit> {
+    let mut out: Vec<Unit> = Vec::new();
+    for (i, probe) in program.probes.iter().enumerate() {
+        let own = needs_own_program(probe);
+        let text = probe
+            .attach_points
+            .iter()
+            .map(|a| a.canonical())
+            .collect::<Vec<_>>()
+            .join(",");
+        for ap in &probe.attach_points {
+            let provider = providers::provider(ap.kind);
+            let expanded = match provider.expand(ap, catalog) {
+                Ok(e) => e,
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            let mergeable = !own && !matches!(ap.kind, ProbeKind::Begin | ProbeKind::End);
+            if own {
+                for e in expanded {
+                    out.push(Unit {
+                        probe_index: i,
+                        kind: ap.kind,
+                        provider,
+                        expanded: vec![e],
+                        probe_text: text.clone(),
+                    });
+                }
+                continue;
+            }
+            if mergeable
+                && let Some(u) = out
+                    .iter_mut()
+                    .find(|u| u.probe_index == i && u.kind == ap.kind)
+            {
+                u.expanded.extend(expanded);
+                continue;
+            }
+            out.push(Unit {
+                probe_index: i,
+                kind: ap.kind,
+                provider,
+                expanded,
+                probe_text: text.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn lower_all(
+    program: &Program,
+    catalog: &dyn ProbeCatalog,
+    opts: &CompileOptions,
+) -> Result<Lowered, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let units = units(program, catalog, &mut diags);
+    // Two silent passes let a map be read (e.g. in END) before the block
+    // that assigns it; the third reports.
+    let mut checker = Checker::new(&opts.params);
+    checker.report = false;
+    for _ in 0..2 {
+        for u in &units {
+            let p = &program.probes[u.probe_index];
+            checker.unit(u, p.predicate.as_ref(), &p.body.stmts);
+        }
+    }
+    checker.report = true;
+    let mut vars = Vec::new();
+    for u in &units {
+        let p = &program.probes[u.probe_index];
+        vars.push(checker.unit(u, p.predicate.as_ref(), &p.body.stmts));
+    }
+    diags.extend(checker.diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    let mut res = lower::Resources::new(
+        &checker.maps,
+        opts.ringbuf_size,
+        opts.map_entries,
+        opts.scope,
+    );
+    let mut funcs = Vec::new();
+    for (u, v) in units.iter().zip(&vars) {
+        let p = &program.probes[u.probe_index];
+        let (f, d) = lower::Lower::new(&mut res, u, v, &opts.params).program(
+            p.predicate.as_ref(),
+            &p.body.stmts,
+            p.span,
+        );
+        diags.extend(d);
+        funcs.push(f);
+    }
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    Ok(Lowered { units, funcs, res })
+}
+
+/// A short kernel program name for unit `i`.
+fn prog_name(kind: ProbeKind, i: usize) -> String {
+    let short = match kind {
+        ProbeKind::Begin => "begin",
+        ProbeKind::End => "end",
+        ProbeKind::Tracepoint => "tp",
+        ProbeKind::RawTracepoint => "rawtp",
+        ProbeKind::Kprobe => "kprobe",
+        ProbeKind::Kretprobe => "kretprobe",
+        ProbeKind::Uprobe => "uprobe",
+        ProbeKind::Uretprobe => "uretprobe",
+        ProbeKind::Fentry => "fentry",
+        ProbeKind::Fexit => "fexit",
+        ProbeKind::Profile => "profile",
+        ProbeKind::Interval => "interval",
+        ProbeKind::Software => "software",
+        ProbeKind::Hardware => "hardware",
+    };
+    format!("{short}_{i}")
+}
+
+/// What a program is, apart from its code.
+struct Head {
+    name: String,
+    probe_index: u32,
+    probe_text: String,
+    attach: Vec<AttachSpec>,
+    prog_type: ProgKind,
+}
+
+fn finish(
+    head: Head,
+    f: &ir::Func,
+    index: &LineIndex,
+    src: &str,
+) -> Result<ProgramSpec, Diagnostic> {
+    let Head {
+        name,
+        probe_index,
+        probe_text,
+        attach,
+        prog_type,
+    } = head;
+    let alloc = regalloc::allocate(f).map_err(|e| {
+        Diagnostic::error(Span::default(), format!("program `{probe_text}`: {e}"))
+            .with_hint("use fewer or shorter strings and map keys in this probe")
+    })?;
+    let out = emit::emit(f, &alloc).map_err(|e| {
+        Diagnostic::error(Span::default(), format!("program `{probe_text}`: {e}"))
+            .with_hint("split the probe into smaller probes")
+    })?;
+    let line_table = out
+        .lines
+        .into_iter()
+        .map(|(insn, span, what)| LineEntry {
+            insn,
+            span: span.into(),
+            line: index.line_col(src, span.start).line as u32,
+            what,
+        })
+        .collect();
+    Ok(ProgramSpec {
+        name,
+        probe_index,
+        probe_text,
+        attach,
+        prog_type,
+        insns: out.insns,
+        line_table,
+    })
+}
+
+/// Compile a parsed program into an [`Artifact`].
+///
+/// `src` is the program text the AST's spans point into; it is kept in the
+/// Artifact so the runtime can explain verifier errors at the user's
+/// statement.
+pub fn compile(
+    program: &Program,
+    src: &str,
+    catalog: &dyn ProbeCatalog,
+    opts: &CompileOptions,
+) -> Result<Artifact, Vec<Diagnostic>> {
+    let Lowered {
+        units,
+        funcs,
+        mut res,
+    } = lower_all(program, catalog, opts)?;
+    let index = LineIndex::new(src);
+    let mut programs = Vec::new();
+    let mut diags = Vec::new();
+    for (i, (u, f)) in units.iter().zip(&funcs).enumerate() {
+        let attach = u.expanded.iter().map(|e| e.attach.clone()).collect();
+        let head = Head {
+            name: prog_name(u.kind, i),
+            probe_index: u.probe_index as u32,
+            probe_text: u.probe_text.clone(),
+            attach,
+            prog_type: u.provider.prog_kind(u.kind),
+        };
+        match finish(head, f, &index, src) {
+            Ok(p) => programs.push(p),
+            Err(d) => diags.push(d),
+        }
+    }
+    if opts.scope {
+        match scope_programs(&res, catalog, &index, src) {
+            Ok(p) => programs.extend(p),
+            Err(d) => diags.push(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    // Maps created during lowering (stacks, scratch) are already in `res`.
+    let maps = std::mem::take(&mut res.maps);
+    Ok(Artifact {
+        version: ARTIFACT_VERSION,
+        source: src.to_string(),
+        maps,
+        programs,
+        events: res.events,
+        config: ConfigLayout::default(),
+    })
+}
+
+/// The fork/exit tracepoint programs that keep the scope map current.
+fn scope_programs(
+    res: &lower::Resources,
+    catalog: &dyn ProbeCatalog,
+    index: &LineIndex,
+    src: &str,
+) -> Result<Vec<ProgramSpec>, Diagnostic> {
+    let field = |event: &str, name: &str| -> Result<i16, Diagnostic> {
+        let fields = catalog
+            .tracepoint_fields("sched", event)
+            .map_err(|e| {
+                Diagnostic::error(Span::default(), format!("cannot scope to the command: {e}"))
+            })?
+            .unwrap_or_default();
+        fields
+            .iter()
+            .find(|f| f.name == name && f.size == 4)
+            .and_then(|f| i16::try_from(f.offset).ok())
+            .ok_or_else(|| {
+                Diagnostic::error(
+                    Span::default(),
+                    format!("cannot scope to the command: tracepoint sched:{event} has no 4-byte field `{name}`"),
+                )
+            })
+    };
+    let fork = lower::scope_program(
+        res,
+        true,
+        field("sched_process_fork", "parent_pid")?,
+        field("sched_process_fork", "child_pid")?,
+    );
+    let exit = lower::scope_program(res, false, field("sched_process_exit", "pid")?, 0);
+    let mut out = Vec::new();
+    for (name, event, f) in [
+        ("scope_fork", "sched_process_fork", fork),
+        ("scope_exit", "sched_process_exit", exit),
+    ] {
+        let head = Head {
+            name: name.to_string(),
+            probe_index: u32::MAX,
+            probe_text: format!("tracepoint:sched:{event}"),
+            attach: vec![AttachSpec::Tracepoint {
+                category: "sched".into(),
+                event: event.into(),
+            }],
+            prog_type: ProgKind::Tracepoint,
+        };
+        out.push(finish(head, &f, index, src)?);
+    }
+    Ok(out)
+}
+
+/// The IR of every program, as `--emit ir` prints it.
+pub fn dump_ir(
+    program: &Program,
+    catalog: &dyn ProbeCatalog,
+    opts: &CompileOptions,
+) -> Result<String, Vec<Diagnostic>> {
+    let Lowered { units, funcs, .. } = lower_all(program, catalog, opts)?;
+    let mut out = String::new();
+    for (i, (u, f)) in units.iter().zip(&funcs).enumerate() {
+        out.push_str(&format!(
+            "; program {} ({}): {}\n",
+            prog_name(u.kind, i),
+            u.provider.prog_kind(u.kind).prog_type().name(),
+            u.expanded
+                .iter()
+                .map(|e| e.probe.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        out.push_str(&f.dump());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Every program of an Artifact disassembled, as `--emit asm` prints it.
+pub fn dump_asm(artifact: &Artifact) -> String {
+    let mut out = String::new();
+    for p in &artifact.programs {
+        out.push_str(&format!(
+            "; program {} ({}) {}\n",
+            p.name,
+            p.prog_type.prog_type().name(),
+            p.probe_text
+        ));
+        out.push_str(&nexus_insn::disassemble(&p.insns));
+        out.push('\n');
+    }
+    out
+}
+
+/// Parse, compile and print one stage (`--emit ast|ir|asm`).
+pub fn emit_stage(
+    src: &str,
+    catalog: &dyn ProbeCatalog,
+    opts: &CompileOptions,
+    stage: Stage,
+) -> Result<String, Vec<Diagnostic>> {
+    let program = nexus_lang::parse(src)?;
+    match stage {
+        Stage::Ast => Ok(nexus_lang::dump_tree(&program)),
+        Stage::Ir => dump_ir(&program, catalog, opts),
+        Stage::Asm => compile(&program, src, catalog, opts).map(|a| dump_asm(&a)),
+    }
+}
+
+/// Parse and compile in one call.
+pub fn compile_source(
+    src: &str,
+    catalog: &dyn ProbeCatalog,
+    opts: &CompileOptions,
+) -> Result<Artifact, Vec<Diagnostic>> {
+    let program = nexus_lang::parse(src)?;
+    compile(&program, src, catalog, opts)
+}

@@ -1,0 +1,240 @@
+//! The intermediate representation: eBPF-shaped operations over virtual
+//! registers, with labels, stack slots, map pseudo-loads and source
+//! markers. Physical registers r0–r5 appear only around helper calls
+//! (arguments, return value) and the final `exit`.
+
+use nexus_insn::{AluOp, Helper, JmpCond, Size};
+use nexus_lang::Span;
+use std::fmt::{self, Write as _};
+
+/// A register: virtual (allocated later) or physical r0–r5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum R {
+    /// Virtual register `vN`.
+    V(u32),
+    /// Physical register `rN` (0–5).
+    P(u8),
+}
+
+/// A register or a 32-bit immediate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opnd {
+    /// Register.
+    R(R),
+    /// Immediate (sign-extended to 64 bits).
+    Imm(i32),
+}
+
+/// A stack slot, laid out after register allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot(pub u32);
+
+/// A jump target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Label(pub u32);
+
+/// The base of a memory access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// A pointer in a register.
+    R(R),
+    /// A stack slot (frame-pointer relative).
+    Slot(Slot),
+}
+
+/// One IR operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `dst = src`.
+    Mov(R, Opnd),
+    /// `dst = imm64`.
+    Imm64(R, u64),
+    /// `dst = dst OP src` (64-bit).
+    Alu(AluOp, R, Opnd),
+    /// `dst = -dst`.
+    Neg(R),
+    /// `dst = sign-extend(src, bits)`.
+    Movsx(R, R, i16),
+    /// `dst = *(size *)(base + off)`, sign-extending when `signed`.
+    Load {
+        /// Width.
+        size: Size,
+        /// Sign-extend.
+        signed: bool,
+        /// Destination.
+        dst: R,
+        /// Base.
+        base: Base,
+        /// Offset.
+        off: i32,
+    },
+    /// `*(size *)(base + off) = src`.
+    Store {
+        /// Width.
+        size: Size,
+        /// Base.
+        base: Base,
+        /// Offset.
+        off: i32,
+        /// Value.
+        src: Opnd,
+    },
+    /// `dst = fp + slot + off` (address of stack memory).
+    Addr {
+        /// Destination.
+        dst: R,
+        /// Slot.
+        slot: Slot,
+        /// Offset in the slot.
+        off: i32,
+    },
+    /// `dst = &maps[map]` (`LD_IMM64` with `PSEUDO_MAP_IDX`).
+    Map {
+        /// Destination.
+        dst: R,
+        /// Artifact map index.
+        map: u32,
+    },
+    /// `dst = &maps[map].value[0] + off` (`PSEUDO_MAP_IDX_VALUE`).
+    MapValue {
+        /// Destination.
+        dst: R,
+        /// Artifact map index.
+        map: u32,
+        /// Byte offset.
+        off: u32,
+    },
+    /// Call a helper: arguments in r1..r5, result in r0, r1–r5 clobbered.
+    Call(Helper),
+    /// A jump target.
+    Label(Label),
+    /// `goto label`.
+    Jmp(Label),
+    /// `if a COND b goto target`.
+    Br {
+        /// Condition.
+        cond: JmpCond,
+        /// Left operand.
+        a: R,
+        /// Right operand.
+        b: Opnd,
+        /// Target.
+        target: Label,
+    },
+    /// Return r0.
+    Exit,
+    /// A comment for `--emit ir`.
+    Comment(String),
+    /// Code from here on belongs to this source statement.
+    Line {
+        /// Source span.
+        span: Span,
+        /// What it does.
+        what: String,
+    },
+}
+
+/// The IR of one program.
+#[derive(Debug, Clone, Default)]
+pub struct Func {
+    /// Operations in order.
+    pub ops: Vec<Op>,
+    /// Stack slot sizes (bytes, multiples of 8).
+    pub slots: Vec<u32>,
+    /// Number of virtual registers.
+    pub vregs: u32,
+    /// Number of labels.
+    pub labels: u32,
+}
+
+impl fmt::Display for R {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            R::V(n) => write!(f, "v{n}"),
+            R::P(n) => write!(f, "r{n}"),
+        }
+    }
+}
+
+impl fmt::Display for Opnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Opnd::R(r) => write!(f, "{r}"),
+            Opnd::Imm(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Base::R(r) => write!(f, "{r}"),
+            Base::Slot(s) => write!(f, "slot{}", s.0),
+        }
+    }
+}
+
+fn size_name(s: Size) -> &'static str {
+    match s {
+        Size::B => "u8",
+        Size::H => "u16",
+        Size::W => "u32",
+        Size::DW => "u64",
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Mov(d, s) => write!(f, "  {d} = {s}"),
+            Op::Imm64(d, v) => write!(f, "  {d} = {v:#x} ll"),
+            Op::Alu(op, d, s) => write!(f, "  {d} {:?}= {s}", op),
+            Op::Neg(d) => write!(f, "  {d} = -{d}"),
+            Op::Movsx(d, s, b) => write!(f, "  {d} = (s{b}){s}"),
+            Op::Load {
+                size,
+                signed,
+                dst,
+                base,
+                off,
+            } => write!(
+                f,
+                "  {dst} = *({}{} *)({base} {off:+})",
+                if *signed { "s" } else { "" },
+                size_name(*size)
+            ),
+            Op::Store {
+                size,
+                base,
+                off,
+                src,
+            } => write!(f, "  *({} *)({base} {off:+}) = {src}", size_name(*size)),
+            Op::Addr { dst, slot, off } => write!(f, "  {dst} = &slot{} {off:+}", slot.0),
+            Op::Map { dst, map } => write!(f, "  {dst} = map[{map}]"),
+            Op::MapValue { dst, map, off } => write!(f, "  {dst} = &map[{map}].value {off:+}"),
+            Op::Call(h) => write!(f, "  call {}", h.name()),
+            Op::Label(l) => write!(f, "L{}:", l.0),
+            Op::Jmp(l) => write!(f, "  goto L{}", l.0),
+            Op::Br { cond, a, b, target } => {
+                write!(f, "  if {a} {cond:?} {b} goto L{}", target.0)
+            }
+            Op::Exit => write!(f, "  exit"),
+            Op::Comment(c) => write!(f, "  ; {c}"),
+            Op::Line { span, what } => write!(f, "  ; --- {what} @{span}"),
+        }
+    }
+}
+
+impl Func {
+    /// The IR as text, one operation per line.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let _ = writeln!(out, "  ; slot{i}: {s} bytes");
+        }
+        for op in &self.ops {
+            let _ = writeln!(out, "{op}");
+        }
+        out
+    }
+}

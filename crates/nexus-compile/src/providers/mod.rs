@@ -1,0 +1,151 @@
+//! Probe providers: one module per probe-kind family. A provider expands an
+//! attach point into concrete attach specs (through the catalog), names the
+//! program type, and says how `argN`, `retval` and `args.NAME` are read
+//! from the program's context.
+
+mod fentry;
+mod perf;
+mod regs;
+mod special;
+mod tracepoint;
+
+use crate::artifact::{AttachSpec, ProgKind};
+use crate::catalog::{CatalogError, ProbeCatalog};
+use crate::ty::{Space, Ty};
+use nexus_insn::Size;
+use nexus_lang::Diagnostic;
+use nexus_lang::ast::{AttachPoint, ProbeKind};
+
+/// A load from the program context (`r1` at entry) at a fixed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtxRead {
+    /// Byte offset.
+    pub off: i16,
+    /// Access width.
+    pub size: Size,
+    /// Sign-extend.
+    pub signed: bool,
+}
+
+impl CtxRead {
+    /// An 8-byte slot.
+    pub const fn u64_at(off: i16) -> CtxRead {
+        CtxRead {
+            off,
+            size: Size::DW,
+            signed: false,
+        }
+    }
+}
+
+/// How one `args.NAME` field is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgRead {
+    /// An integer (or pointer) loaded from the context.
+    Int(CtxRead, Ty),
+    /// An inline `char[N]` array in the context (tracepoints).
+    InlineStr {
+        /// Offset of the array.
+        off: i16,
+        /// Length.
+        len: u32,
+    },
+}
+
+/// One `args.NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgField {
+    /// Field name.
+    pub name: String,
+    /// How to read it.
+    pub read: ArgRead,
+}
+
+impl ArgField {
+    /// The field's value type.
+    pub fn ty(&self) -> Ty {
+        match &self.read {
+            ArgRead::Int(_, ty) => ty.clone(),
+            ArgRead::InlineStr { len, .. } => Ty::Str(*len),
+        }
+    }
+}
+
+/// One concrete place a program attaches (wildcards expanded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// The attach spec for the backend.
+    pub attach: AttachSpec,
+    /// Canonical probe name (the `probe` builtin).
+    pub probe: String,
+    /// Function name (the `func` builtin), empty when not meaningful.
+    pub func: String,
+    /// `args` fields, when the provider has them.
+    pub args: Option<Vec<ArgField>>,
+}
+
+/// A probe-kind family.
+pub trait Provider: Sync {
+    /// Expand `ap` into concrete attach points.
+    fn expand(
+        &self,
+        ap: &AttachPoint,
+        catalog: &dyn ProbeCatalog,
+    ) -> Result<Vec<Expanded>, Diagnostic>;
+    /// The program type to load as.
+    fn prog_kind(&self, kind: ProbeKind) -> ProgKind;
+    /// How `argN` is read, `None` if the provider has no `argN`.
+    fn arg(&self, _n: u32) -> Option<CtxRead> {
+        None
+    }
+    /// How `retval` is read (`kind` tells entry from return probes).
+    fn retval(&self, _kind: ProbeKind, _e: &Expanded) -> Option<CtxRead> {
+        None
+    }
+    /// Address space of pointers read from arguments.
+    fn space(&self) -> Space {
+        Space::Kernel
+    }
+    /// True when the probe can fire in the tracer's own process, so it
+    /// needs the self guard (and honours the process-tree scope).
+    fn sees_tracer(&self) -> bool {
+        true
+    }
+    /// True when the context holds the registers (`kstack`/`ustack`, `reg`).
+    fn has_regs(&self) -> bool {
+        true
+    }
+}
+
+/// The provider of a probe kind.
+pub fn provider(kind: ProbeKind) -> &'static dyn Provider {
+    match kind {
+        ProbeKind::Begin | ProbeKind::End => &special::Special,
+        ProbeKind::Tracepoint => &tracepoint::Tracepoint,
+        ProbeKind::RawTracepoint => &tracepoint::RawTracepoint,
+        ProbeKind::Kprobe | ProbeKind::Kretprobe => &regs::Kprobe,
+        ProbeKind::Uprobe | ProbeKind::Uretprobe => &regs::Uprobe,
+        ProbeKind::Fentry | ProbeKind::Fexit => &fentry::Fentry,
+        ProbeKind::Profile => &perf::Profile,
+        ProbeKind::Interval => &perf::Interval,
+        ProbeKind::Software | ProbeKind::Hardware => &perf::PerfCounter,
+    }
+}
+
+/// A diagnostic for a catalog failure at an attach point.
+pub(crate) fn catalog_error(ap: &AttachPoint, e: CatalogError) -> Diagnostic {
+    Diagnostic::error(ap.span, format!("cannot look up `{}`: {e}", ap.text))
+}
+
+/// The "no match" diagnostic, with a did-you-mean over `candidates`.
+pub(crate) fn not_found<'a>(
+    ap: &AttachPoint,
+    what: &str,
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Diagnostic {
+    let hint = nexus_lang::did_you_mean(name, candidates).map(|s| format!("did you mean `{s}`?"));
+    Diagnostic::error(ap.span, format!("{what} `{name}` not found"))
+        .with_label("no such probe")
+        .with_hint_opt(hint)
+}
