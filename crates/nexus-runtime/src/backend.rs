@@ -164,7 +164,11 @@ pub trait Backend {
     fn stack_frames(&mut self, id: u32, frames: &mut Vec<u64>) -> bool;
     /// Events the programs could not record so far (ring buffer full).
     fn lost_events(&mut self) -> Result<u64, BackendError>;
-    /// Release every attachment; returns when they are gone.
+    /// Begin releasing every attachment without waiting (closing perf
+    /// links waits for RCU grace periods; END and the final maps need not).
+    fn start_detach(&mut self) {}
+    /// Release every attachment (finishing a started detach); returns when
+    /// they are gone.
     fn detach(&mut self) -> DetachReport;
 }
 

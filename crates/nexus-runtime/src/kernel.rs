@@ -42,6 +42,8 @@ pub struct KernelBackend {
     scope: Option<usize>,
     drops: Option<usize>,
     stacks: Option<usize>,
+    /// A detach running in the background: its thread, start, link count.
+    detaching: Option<(std::thread::JoinHandle<()>, Instant, usize)>,
 }
 
 fn map_err(e: MapError) -> BackendError {
@@ -99,6 +101,7 @@ impl KernelBackend {
             programs,
             links: Vec::new(),
             ring,
+            detaching: None,
         })
     }
 
@@ -444,23 +447,49 @@ impl Backend for KernelBackend {
         }))
     }
 
+    fn start_detach(&mut self) {
+        if self.detaching.is_some() || self.links.is_empty() {
+            return;
+        }
+        let links = std::mem::take(&mut self.links);
+        let n = links.len();
+        let start = Instant::now();
+        // Perf-based links wait for RCU grace periods when closed;
+        // `detach_all` closes them from parallel threads so the waits
+        // overlap, and this thread lets END and the final maps proceed
+        // meanwhile.
+        // Without a thread the closure, and the links in it, are dropped
+        // by the failed spawn: they are detached right here instead.
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("nexus-detach".into())
+            .spawn(move || link::detach_all(links))
+        {
+            self.detaching = Some((handle, start, n));
+        }
+    }
+
     fn detach(&mut self) -> DetachReport {
         let start = Instant::now();
         let links = std::mem::take(&mut self.links);
-        let n = links.len();
-        // Perf-based links wait for RCU grace periods when closed; closing
-        // them from parallel threads overlaps those waits.
+        let mut n = links.len();
         link::detach_all(links);
+        let mut started = start;
+        if let Some((handle, at, count)) = self.detaching.take() {
+            // A panicking detach thread still dropped (closed) its links.
+            let _ = handle.join();
+            started = at;
+            n += count;
+        }
         DetachReport {
             links: n,
-            elapsed: start.elapsed(),
+            elapsed: started.elapsed(),
         }
     }
 }
 
 impl Drop for KernelBackend {
     fn drop(&mut self) {
-        if !self.links.is_empty() {
+        if !self.links.is_empty() || self.detaching.is_some() {
             self.detach();
         }
     }

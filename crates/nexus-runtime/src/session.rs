@@ -1,0 +1,262 @@
+//! A tracing session: the lifecycle load → attach → release child → run →
+//! END → final maps → detach, over any [`Backend`], printing through a
+//! [`Sink`].
+//!
+//! The Artifact is already loaded into the backend when a session starts
+//! (loading is where kernel refusals happen, and `--dry-run` stops there).
+//! [`run`] then:
+//!
+//! 1. fills the config map (our tgid, scoping, `cpid`, the start time) and
+//!    seeds the scope map with the traced process tree;
+//! 2. prints `Attaching N probes...` and attaches every probe;
+//! 3. runs BEGIN, then releases the held `-c` child;
+//! 4. runs the event loop ([`crate::event_loop`]) until `exit()`, SIGINT or
+//!    SIGTERM, or the traced command / `-p` process exits;
+//! 5. starts detaching (in the background: closing perf links is slow),
+//!    runs END, drains the last records, prints every user map and the
+//!    totals, and waits for the detach to finish.
+
+use crate::backend::{AttachedProbe, Backend, BackendError, DetachReport, RunConfig};
+use crate::dispatch::Dispatcher;
+use crate::event_loop::{self, EndReason, LoopError, Waiters};
+use crate::signals::Signals;
+use crate::sink::{RunStats, Sink, SinkError};
+use nexus_compile::Artifact;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+/// A command started by the session's caller and held before `execve`
+/// until the probes are attached (`-c`). Implemented for
+/// `nexus_proc::HeldChild`.
+pub trait HeldProcess {
+    /// Its pid (= tgid).
+    fn pid(&self) -> u32;
+    /// A descriptor that becomes readable when it exits (a pidfd).
+    fn exit_fd(&self) -> Option<BorrowedFd<'_>>;
+    /// True once it has exited (checked when there is no exit descriptor).
+    fn has_exited(&mut self) -> bool;
+    /// Let it run.
+    fn release(&mut self) -> Result<(), String>;
+}
+
+/// What the session traces.
+pub enum Target<'a> {
+    /// Every process except the tracer.
+    System,
+    /// `-c CMD`: the held command; with `scoped`, only its process tree.
+    Command {
+        /// The held child.
+        child: &'a mut dyn HeldProcess,
+        /// Limit probes to the child's process tree (the default; `--no-scope`
+        /// turns it off).
+        scoped: bool,
+    },
+    /// `-p PID`: the process tree of a running process; the session ends
+    /// when the process exits.
+    Pid {
+        /// The process.
+        pid: u32,
+        /// Its descendants when the session starts (fork tracking adds
+        /// later ones).
+        descendants: Vec<u32>,
+    },
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::System => f.write_str("System"),
+            Target::Command { child, scoped } => f
+                .debug_struct("Command")
+                .field("pid", &child.pid())
+                .field("scoped", scoped)
+                .finish(),
+            Target::Pid { pid, descendants } => f
+                .debug_struct("Pid")
+                .field("pid", pid)
+                .field("descendants", descendants)
+                .finish(),
+        }
+    }
+}
+
+/// Told about milestones as they happen (the CLI prints `-v` timing).
+pub trait Observer {
+    /// Every probe is attached; `monotonic_ns` is `CLOCK_MONOTONIC` now.
+    fn attached(&mut self, probes: &[AttachedProbe], elapsed: Duration, monotonic_ns: u64) {
+        let _ = (probes, elapsed, monotonic_ns);
+    }
+    /// Everything is detached.
+    fn detached(&mut self, report: &DetachReport) {
+        let _ = report;
+    }
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// Tuning of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The tgid probes must never report (ours).
+    pub tracer_tgid: u32,
+    /// Most bytes of records copied out of the ring buffer per batch.
+    pub batch_bytes: usize,
+    /// How often lost events are checked while running.
+    pub lost_check: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            tracer_tgid: std::process::id(),
+            batch_bytes: 256 * 1024,
+            lost_check: Duration::from_millis(500),
+        }
+    }
+}
+
+/// How a run went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Why the event loop stopped.
+    pub reason: EndReason,
+    /// What was attached.
+    pub probes: Vec<AttachedProbe>,
+    /// Totals (also given to the sink).
+    pub stats: RunStats,
+    /// How the detach went.
+    pub detach: DetachReport,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The backend refused or failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Writing output failed (not a closed pipe: that ends the run quietly).
+    #[error(transparent)]
+    Sink(SinkError),
+    /// The held command could not be started.
+    #[error("starting the traced command failed: {0}")]
+    Release(String),
+    /// Waiting for events failed.
+    #[error(transparent)]
+    Loop(#[from] LoopError),
+    /// Reading the clock failed.
+    #[error("reading CLOCK_MONOTONIC failed: {0}")]
+    Clock(#[source] nix::Error),
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> Result<u64, nix::Error> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    Ok((ts.tv_sec() as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec() as u64))
+}
+
+/// Run a loaded Artifact to the end. See the module documentation.
+///
+/// A closed output (`SinkError::BrokenPipe`) ends the run early but is not
+/// an error: the report's reason is [`EndReason::OutputClosed`].
+pub fn run<B: Backend>(
+    backend: &mut B,
+    artifact: &Artifact,
+    mut target: Target<'_>,
+    signals: &Signals,
+    sink: &mut dyn Sink,
+    observer: &mut dyn Observer,
+    options: &RunOptions,
+) -> Result<RunReport, SessionError> {
+    let started = Instant::now();
+    let (scope_enabled, cpid, scope) = match &target {
+        Target::System => (false, 0, Vec::new()),
+        Target::Command { child, scoped } => (*scoped, child.pid(), vec![child.pid()]),
+        Target::Pid { pid, descendants } => {
+            let mut tree = vec![*pid];
+            tree.extend(descendants.iter().copied());
+            (true, 0, tree)
+        }
+    };
+    let config = RunConfig {
+        tracer_tgid: options.tracer_tgid,
+        scope_enabled,
+        cpid,
+        start_ns: monotonic_ns().map_err(SessionError::Clock)?,
+    };
+    backend.configure(&config, if scope_enabled { &scope } else { &[] })?;
+
+    let mut dispatcher = Dispatcher::new(artifact);
+    let mut closed = false;
+    match sink.attached_probes(backend.probe_count() as u64) {
+        Ok(()) => {}
+        Err(SinkError::BrokenPipe) => closed = true,
+        Err(e) => return Err(SessionError::Sink(e)),
+    }
+    let probes = backend.attach()?;
+    observer.attached(
+        &probes,
+        started.elapsed(),
+        monotonic_ns().map_err(SessionError::Clock)?,
+    );
+    backend.run_begin()?;
+    if let Target::Command { child, .. } = &mut target {
+        child.release().map_err(SessionError::Release)?;
+    }
+
+    let mut reason = if closed {
+        EndReason::OutputClosed
+    } else {
+        let waiters = match &mut target {
+            Target::System => Waiters::default(),
+            Target::Command { child, .. } => Waiters {
+                child: Some(&mut **child),
+                pid: None,
+            },
+            Target::Pid { pid, .. } => Waiters {
+                child: None,
+                pid: Some(*pid),
+            },
+        };
+        event_loop::run(backend, &mut dispatcher, sink, signals, waiters, options)?
+    };
+
+    // Links close in the background while END runs and the maps print.
+    backend.start_detach();
+    let mut finish = || -> Result<(), SessionError> {
+        backend.run_end()?;
+        dispatcher.drain_all(backend, sink, options.batch_bytes)?;
+        dispatcher.report_lost(backend, sink)?;
+        let maps = dispatcher.user_maps(backend)?;
+        sink.exit_maps(&maps).map_err(SessionError::Sink)?;
+        let mut stats = dispatcher.stats();
+        stats.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        sink.run_stats(&stats).map_err(SessionError::Sink)?;
+        sink.finish().map_err(SessionError::Sink)
+    };
+    if reason != EndReason::OutputClosed {
+        match finish() {
+            Ok(()) => {}
+            Err(SessionError::Sink(SinkError::BrokenPipe)) => reason = EndReason::OutputClosed,
+            Err(e) => {
+                backend.detach();
+                return Err(e);
+            }
+        }
+    }
+    let detach = backend.detach();
+    observer.detached(&detach);
+    let mut stats = dispatcher.stats();
+    stats.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    Ok(RunReport {
+        reason,
+        probes,
+        stats,
+        detach,
+    })
+}
