@@ -529,6 +529,29 @@ pub struct LineEntry {
     pub what: String,
 }
 
+impl LineEntry {
+    /// The statement's text in `source` (empty if out of range).
+    pub fn span_text<'s>(&self, source: &'s str) -> &'s str {
+        source
+            .get(self.span.start as usize..self.span.end as usize)
+            .unwrap_or("")
+    }
+}
+
+/// The instruction index a verifier log ends at: the last line shaped like
+/// `42: (85) call bpf_map_lookup_elem#1`. Look it up with
+/// [`ProgramSpec::line_for`] to name the user's statement.
+pub fn verifier_pc(log: &str) -> Option<u32> {
+    log.lines().rev().find_map(|l| {
+        let (n, rest) = l.split_once(':')?;
+        if rest.starts_with(" (") {
+            n.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
 /// A byte range in the source (`start..end`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct SrcSpan {
@@ -876,6 +899,13 @@ mod tests {
         assert_eq!((h.event_id, h.cpu, h.ts_ns), (3, 1, 0x10));
         assert_eq!((h.pid(), h.tid()), (42, 43));
         assert_eq!(RecordHeader::parse(&rec[..10]), None);
+    }
+
+    #[test]
+    fn verifier_pc_takes_last_instruction_line() {
+        let log = "0: (bf) r6 = r1\n1: (85) call bpf_ktime_get_ns#5\nR0 invalid mem access 'scalar'\nprocessed 2 insns";
+        assert_eq!(verifier_pc(log), Some(1));
+        assert_eq!(verifier_pc("nothing"), None);
     }
 
     #[test]

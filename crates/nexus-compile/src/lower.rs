@@ -475,6 +475,10 @@ impl<'a> Lower<'a> {
             self.set_arg(i as u8 + 1, a);
         }
         self.op(Op::Call(h));
+        if matches!(h, Helper::RingbufSubmit | Helper::RingbufDiscard) {
+            // Void helpers leave r0 unreadable to the verifier.
+            return R::P(0);
+        }
         let r = self.v();
         self.mov(r, R::P(0));
         r
@@ -1779,7 +1783,16 @@ pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) 
     f.slots = vec![8, 8];
     let key = Base::Slot(Slot(0));
     let val = Base::Slot(Slot(1));
+    let what = if fork {
+        "scope: a child of a scoped process joins the scope"
+    } else {
+        "scope: an exiting process leaves the scope"
+    };
     let mut ops = vec![
+        Op::Line {
+            span: Span::default(),
+            what: what.to_string(),
+        },
         Op::Mov(ctx, Opnd::R(R::P(1))),
         Op::Load {
             size: Size::W,
