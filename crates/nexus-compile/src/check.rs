@@ -318,7 +318,7 @@ impl Typer<'_> {
             }
             ExprKind::Binary { op, lhs, rhs } => {
                 let (a, b) = (self.ty(lhs)?, self.ty(rhs)?);
-                self.binary(*op, &a, &b, e.span)
+                self.binary(*op, &a, &b, arith_signed(lhs, rhs, &a, &b), e.span)
             }
             ExprKind::Ternary {
                 cond,
@@ -568,7 +568,14 @@ impl Typer<'_> {
             .with_hint("struct field access needs BTF types, which are not supported yet"))
     }
 
-    fn binary(&self, op: BinOp, a: &Ty, b: &Ty, span: Span) -> Result<Ty, Diagnostic> {
+    fn binary(
+        &self,
+        op: BinOp,
+        a: &Ty,
+        b: &Ty,
+        signed: bool,
+        span: Span,
+    ) -> Result<Ty, Diagnostic> {
         let strings = matches!((a, b), (Ty::Str(_), Ty::Str(_)));
         match op {
             BinOp::Eq | BinOp::Ne if strings => Ok(Ty::I64),
@@ -582,7 +589,7 @@ impl Typer<'_> {
                 | BinOp::LogAnd
                 | BinOp::LogOr => Ty::I64,
                 _ => {
-                    if a.is_signed() || b.is_signed() {
+                    if signed {
                         Ty::I64
                     } else {
                         Ty::U64
@@ -724,6 +731,17 @@ fn fmt_range(r: &std::ops::RangeInclusive<usize>) -> String {
 
 fn longest(lens: impl Iterator<Item = usize>) -> u32 {
     lens.max().unwrap_or(0) as u32 + 1
+}
+
+/// Whether integer arithmetic or comparison of `lhs` and `rhs` is signed.
+/// A non-negative literal adopts the other side's signedness (so
+/// `(uint64)x - 1` stays unsigned); otherwise signed wins.
+pub fn arith_signed(lhs: &Expr, rhs: &Expr, a: &Ty, b: &Ty) -> bool {
+    match (&lhs.kind, &rhs.kind) {
+        (ExprKind::Int(_), _) => b.is_signed(),
+        (_, ExprKind::Int(_)) => a.is_signed(),
+        _ => a.is_signed() || b.is_signed(),
+    }
 }
 
 /// Integers widened to 64 bits, keeping signedness.

@@ -1697,7 +1697,8 @@ impl<'a> Lower<'a> {
                 eq
             }
             _ => {
-                let signed = self.ty(lhs).is_signed() || self.ty(rhs).is_signed();
+                let (ta, tb) = (self.ty(lhs), self.ty(rhs));
+                let signed = crate::check::arith_signed(lhs, rhs, &ta, &tb);
                 let a = self.int(lhs);
                 let b = self.int(rhs);
                 self.binop_into(op, a, b, signed);

@@ -530,3 +530,163 @@ fn programs_pass_the_kernel_verifier() {
     eprintln!("{loaded} programs passed the verifier");
     assert!(loaded > PROGRAMS.len(), "only {loaded} programs loaded");
 }
+
+/// Compile `src` against the kernel, load every program, run the BEGIN
+/// programs `runs` times with `BPF_PROG_TEST_RUN`, and return the
+/// Artifact, its maps and the ring-buffer records.
+fn run_begin(src: &str, runs: usize) -> Option<(Artifact, Vec<Map>, Vec<Vec<u8>>)> {
+    if let Err(why) = kernel_available() {
+        skip_or_fail(&why);
+        return None;
+    }
+    let a = compile_source(src, &KernelCatalog, &options())
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let maps = create_maps(&a);
+    let events = a.map_with_role(&MapRole::Events).unwrap();
+    let mut ring = nexus_kernel::ringbuf::RingBuf::new(&maps[events]).unwrap();
+    for p in &a.programs {
+        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
+        let prog = Program::load(&spec, &maps)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, dump_asm(&a)));
+        if matches!(p.attach[..], [nexus_compile::AttachSpec::Begin]) {
+            for _ in 0..runs {
+                prog.test_run(&[], None).unwrap();
+            }
+        }
+    }
+    let mut records = Vec::new();
+    ring.drain(|r| records.push(r.to_vec()));
+    Some((a, maps, records))
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+/// The integer printf arguments of a record, by the schema.
+fn int_fields(a: &Artifact, rec: &[u8]) -> Vec<i64> {
+    let h = nexus_compile::RecordHeader::parse(rec).unwrap();
+    let e = a.event(h.event_id).unwrap();
+    e.fields
+        .iter()
+        .map(|f| u64_at(rec, 24 + f.offset as usize) as i64)
+        .collect()
+}
+
+fn str_field(rec: &[u8], off: usize, len: usize) -> String {
+    let b = &rec[24 + off..24 + off + len];
+    let end = b.iter().position(|&c| c == 0).unwrap_or(len);
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+#[test]
+fn kernel_runs_arithmetic_and_control_flow() {
+    let src = r#"BEGIN {
+        printf("%d %d %d %d %d %d %d\n", (uint8)300, (int8)200, -5 / 2, 7 % 3, 1 << 4 >> 2,
+               ~0 ^ 5 | 2 & 3, 0x1122334455667788);
+        $i = 0; while ($i < 10) { $i++; } unroll(3) { $i = $i + 1; }
+        $t = $i > 12 ? 100 : 200; $u = ($i == 13 && $t == 100) || 0;
+        $big = (uint64)0 - 1; $sh = $big >> 60; $ar = -16 >> 2;
+        printf("%d %d %d %d %d %d\n", $i, $t, $u, $sh, $ar, $i++ + ++$i);
+    }"#;
+    let Some((a, _, recs)) = run_begin(src, 1) else {
+        return;
+    };
+    assert_eq!(recs.len(), 2, "records");
+    assert_eq!(
+        int_fields(&a, &recs[0]),
+        vec![44, -56, -2, 1, 4, -6, 0x1122334455667788]
+    );
+    // $i++ yields 13 (then 14), ++$i yields 15.
+    assert_eq!(int_fields(&a, &recs[1]), vec![13, 100, 1, 15, -4, 28]);
+}
+
+#[test]
+fn kernel_runs_strings() {
+    let src = r#"BEGIN {
+        $s = "abc";
+        printf("%d %d %d %d %d\n", $s == "abc", $s == "abd", $s != "ab",
+               strncmp("abcdef", "abcxyz", 3), strncmp("abcdef", "abcxyz", 4));
+        $c = comm; @names[$c] = count();
+        printf("%s|%s|%d\n", comm, $s, pid);
+        if (comm == $c) { printf("same\n"); }
+    }"#;
+    let Some((a, maps, recs)) = run_begin(src, 1) else {
+        return;
+    };
+    assert_eq!(recs.len(), 3, "records");
+    assert_eq!(int_fields(&a, &recs[0]), vec![1, 0, 1, 0, 1]);
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    assert_eq!(str_field(&recs[1], 0, 16), comm.trim_end());
+    assert_eq!(str_field(&recs[1], 16, 4), "abc");
+    assert_eq!(u64_at(&recs[1], 24 + 24), u64::from(std::process::id()));
+    let h = nexus_compile::RecordHeader::parse(&recs[1]).unwrap();
+    assert_eq!(h.pid(), std::process::id());
+    // The map key is the 16-byte comm, NUL padded.
+    let idx = a
+        .maps
+        .iter()
+        .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@names"))
+        .unwrap();
+    let mut key = comm.trim_end().as_bytes().to_vec();
+    key.resize(16, 0);
+    let per_cpu = maps[idx].lookup_percpu(&key).unwrap().expect("comm key");
+    let total: u64 = per_cpu.iter().map(|v| u64_at(v, 0)).sum();
+    assert_eq!(total, 1);
+}
+
+#[test]
+fn kernel_runs_aggregations() {
+    let src = r#"BEGIN {
+        @c = count(); @s = sum(5); @h = hist(0); @h = hist(1); @h = hist(1000);
+        @l = lhist(15, 0, 100, 10); @l = lhist(-1, 0, 100, 10); @l = lhist(100, 0, 100, 10);
+        @mn = min(-3); @mn = min(4); @mx = max(7); @mx = max(-7); @a = avg(10); @a = avg(20);
+        @x[1, "k"] = 42; @x[1, "k"] += 8;
+    }"#;
+    let Some((a, maps, _)) = run_begin(src, 3) else {
+        return;
+    };
+    let map = |name: &str| {
+        let i = a
+            .maps
+            .iter()
+            .position(|m| matches!(&m.role, MapRole::User(u) if u.name == name))
+            .unwrap();
+        &maps[i]
+    };
+    let zero = [0u8; 8];
+    // Sum a u64 at `off` over CPUs.
+    let total = |name: &str, off: usize| -> u64 {
+        map(name)
+            .lookup_percpu(&zero)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|v| u64_at(v, off))
+            .sum()
+    };
+    assert_eq!(total("@c", 0), 3);
+    assert_eq!(total("@s", 0), 15);
+    assert_eq!(total("@h", 8), 3, "zero slot");
+    assert_eq!(total("@h", 16), 3, "value 1 slot");
+    assert_eq!(total("@h", 8 * 11), 3, "1000 falls in [512, 1024)");
+    assert_eq!(total("@l", 0), 3, "underflow slot");
+    assert_eq!(total("@l", 16), 3, "15 in [10, 20)");
+    assert_eq!(total("@l", 8 * 11), 3, "overflow slot");
+    let cpus = map("@mn").lookup_percpu(&zero).unwrap().unwrap();
+    let set: Vec<&Vec<u8>> = cpus.iter().filter(|v| u64_at(v, 8) != 0).collect();
+    assert!(!set.is_empty());
+    assert!(set.iter().all(|v| u64_at(v, 0) as i64 == -3));
+    let cpus = map("@mx").lookup_percpu(&zero).unwrap().unwrap();
+    assert!(
+        cpus.iter()
+            .filter(|v| u64_at(v, 8) != 0)
+            .all(|v| u64_at(v, 0) == 7)
+    );
+    assert_eq!(total("@a", 0), 6, "avg count");
+    assert_eq!(total("@a", 8), 90, "avg sum");
+    let mut key = 1u64.to_le_bytes().to_vec();
+    key.extend(b"k\0\0\0\0\0\0\0");
+    let v = map("@x").lookup(&key).unwrap().expect("tuple key");
+    assert_eq!(u64_at(&v, 0), 50);
+}
