@@ -1192,11 +1192,15 @@ impl<'a> Lower<'a> {
             Ty::Int { space, .. } => space,
             _ => Space::Kernel,
         };
+        // Unknown address space: the legacy helpers try both (x86_64 has
+        // non-overlapping user and kernel address ranges).
         match (space, string) {
             (Space::User, true) => Helper::ProbeReadUserStr,
             (Space::User, false) => Helper::ProbeReadUser,
-            (_, true) => Helper::ProbeReadKernelStr,
-            (_, false) => Helper::ProbeReadKernel,
+            (Space::Kernel, true) => Helper::ProbeReadKernelStr,
+            (Space::Kernel, false) => Helper::ProbeReadKernel,
+            (Space::None, true) => Helper::ProbeReadStr,
+            (Space::None, false) => Helper::ProbeRead,
         }
     }
 

@@ -41,11 +41,8 @@ impl Provider for Fentry {
                     let ty = Ty::Int {
                         bits: u8::try_from(p.size * 8).ok()?,
                         signed: p.signed,
-                        space: if p.pointer {
-                            Space::Kernel
-                        } else {
-                            Space::None
-                        },
+                        // BTF does not say whether a pointer is __user.
+                        space: Space::None,
                     };
                     let read = CtxRead {
                         off: i16::try_from(i * 8).ok()?,
@@ -89,5 +86,8 @@ impl Provider for Fentry {
     }
     fn has_regs(&self) -> bool {
         false
+    }
+    fn space(&self) -> Space {
+        Space::None
     }
 }
