@@ -15,6 +15,9 @@ pub const KERNEL: u8 = 3;
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// The message is complete (rendered diagnostics): print it as is,
+    /// without the `bpfnexus: ` prefix.
+    pub rendered: bool,
 }
 
 impl Failure {
@@ -22,6 +25,23 @@ impl Failure {
         Failure {
             code: USAGE,
             message: message.into(),
+            rendered: false,
+        }
+    }
+
+    /// Rendered compile diagnostics (exit 2).
+    pub fn usage_rendered(message: impl Into<String>) -> Self {
+        Failure {
+            rendered: true,
+            ..Failure::usage(message)
+        }
+    }
+
+    /// A rendered kernel refusal, e.g. a verifier diagnostic (exit 3).
+    pub fn kernel_rendered(message: impl Into<String>) -> Self {
+        Failure {
+            rendered: true,
+            ..Failure::kernel(message)
         }
     }
 
@@ -29,19 +49,25 @@ impl Failure {
         Failure {
             code: RUNTIME,
             message: message.into(),
+            rendered: false,
         }
     }
 
-    #[allow(dead_code)]
     pub fn kernel(message: impl Into<String>) -> Self {
         Failure {
             code: KERNEL,
             message: message.into(),
+            rendered: false,
         }
     }
 
     pub fn report(self) -> ExitCode {
-        if !self.message.is_empty() {
+        if self.rendered {
+            eprint!("{}", self.message);
+            if !self.message.ends_with('\n') {
+                eprintln!();
+            }
+        } else if !self.message.is_empty() {
             eprintln!("bpfnexus: {}", self.message);
         }
         ExitCode::from(self.code)
@@ -55,6 +81,7 @@ impl From<std::io::Error> for Failure {
             return Failure {
                 code: 0,
                 message: String::new(),
+                rendered: false,
             };
         }
         Failure::runtime(format!("writing output: {e}"))

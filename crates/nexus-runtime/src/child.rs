@@ -40,7 +40,7 @@ pub enum PidError {
 }
 
 /// `-p PID`: the process and its current descendants.
-pub fn pid_target(pid: u32) -> Result<Target<'static>, PidError> {
+pub fn pid_target<'a>(pid: u32) -> Result<Target<'a>, PidError> {
     let raw = i32::try_from(pid).map_err(|_| PidError::NoProcess(pid))?;
     if !nexus_proc::tree::pid_exists(raw) {
         return Err(PidError::NoProcess(pid));

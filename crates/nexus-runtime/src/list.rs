@@ -107,9 +107,13 @@ pub fn list_probes(
                 let cat = if cat.is_empty() { "*" } else { cat };
                 let event = if event.is_empty() { "*" } else { event };
                 for (c, e) in catalog.tracepoints(cat, event)? {
+                    // An event whose format cannot be read (ftrace's
+                    // internal events) is still listed, without fields.
                     let details = if verbose {
                         catalog
-                            .tracepoint_fields(&c, &e)?
+                            .tracepoint_fields(&c, &e)
+                            .ok()
+                            .flatten()
                             .unwrap_or_default()
                             .iter()
                             .filter(|f| !f.is_common())

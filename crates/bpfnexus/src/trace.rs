@@ -1,0 +1,271 @@
+//! Running a program: read it, compile it, load it, run the session, and
+//! map every failure to its documented exit code.
+
+use crate::cli::{Format, Stage, TraceArgs};
+use crate::exit::Failure;
+use nexus_compile::{CompileOptions, ProbeCatalog};
+use nexus_runtime::{
+    AttachedProbe, BackendError, DetachReport, EndReason, JsonOptions, JsonSink, KernelBackend,
+    KernelCatalog, LoadOptions, Observer, RunOptions, SessionError, Signals, Sink, Target,
+    TextSink,
+};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// The program text and the name diagnostics call it by.
+struct Source {
+    text: String,
+    name: String,
+    params: Vec<String>,
+}
+
+fn read_source(args: &TraceArgs) -> Result<Source, Failure> {
+    if let Some(text) = &args.program {
+        return Ok(Source {
+            text: text.clone(),
+            name: "stdin".into(),
+            params: args.args.clone(),
+        });
+    }
+    let Some((file, params)) = args.args.split_first() else {
+        return Err(Failure::usage(
+            "no program: give a program with -e 'PROGRAM' or a file, list probes with -l, or see --help",
+        ));
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::usage(format!("reading program file {file}: {e}")))?;
+    Ok(Source {
+        text,
+        name: file.clone(),
+        params: params.to_vec(),
+    })
+}
+
+fn backend_failure(e: &BackendError, source: &Source, verbose: bool) -> Failure {
+    match e {
+        BackendError::Verifier {
+            explanation,
+            diagnostic,
+            log,
+        } => {
+            let mut message = match diagnostic {
+                Some(d) => d.render(&source.name, &source.text),
+                None => format!("{explanation}\n"),
+            };
+            if verbose {
+                message.push_str("\nverifier log:\n");
+                message.push_str(log);
+            } else {
+                message.push_str("(run with -v for the verifier log)");
+            }
+            Failure::kernel_rendered(message)
+        }
+        BackendError::Refused(m) => Failure::kernel(m.clone()),
+        BackendError::Runtime(m) => Failure::runtime(m.clone()),
+    }
+}
+
+fn session_failure(e: SessionError, source: &Source, verbose: bool) -> Failure {
+    match e {
+        SessionError::Backend(b) => backend_failure(&b, source, verbose),
+        other => Failure::runtime(other.to_string()),
+    }
+}
+
+/// Prints `-v` attach details and timing on stderr.
+struct Verbose {
+    on: bool,
+    process_start: Instant,
+}
+
+impl Observer for Verbose {
+    fn attached(&mut self, probes: &[AttachedProbe], elapsed: Duration, monotonic_ns: u64) {
+        if !self.on {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        for p in probes {
+            let _ = writeln!(
+                err,
+                "attached {} -> {} ({} link{})",
+                p.probe,
+                p.target,
+                p.links,
+                if p.links == 1 { "" } else { "s" }
+            );
+        }
+        let _ = writeln!(
+            err,
+            "attached {} probes in {:.3} ms (process start → attached {:.3} ms); CLOCK_MONOTONIC at attach: {monotonic_ns} ns",
+            probes.len(),
+            elapsed.as_secs_f64() * 1e3,
+            self.process_start.elapsed().as_secs_f64() * 1e3,
+        );
+    }
+
+    fn detached(&mut self, report: &DetachReport) {
+        if self.on {
+            eprintln!(
+                "detached {} links in {:.3} ms",
+                report.links,
+                report.elapsed.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+fn list(args: &TraceArgs, pattern: &str) -> Result<(), Failure> {
+    let catalog = KernelCatalog;
+    let probes = nexus_runtime::list::list_probes(&catalog, Some(pattern), args.verbose)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for p in probes {
+        writeln!(out, "{}", p.name)?;
+        for d in &p.details {
+            writeln!(out, "    {d}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn compile_options(args: &TraceArgs, source: &Source) -> CompileOptions {
+    CompileOptions {
+        params: source.params.clone(),
+        scope: (args.command.is_some() && !args.no_scope) || args.pid.is_some(),
+        ..CompileOptions::default()
+    }
+}
+
+fn emit(stage: Stage, source: &Source, opts: &CompileOptions) -> Result<(), Failure> {
+    let catalog: &dyn ProbeCatalog = &KernelCatalog;
+    let stage = match stage {
+        Stage::Ast => nexus_compile::Stage::Ast,
+        Stage::Ir => nexus_compile::Stage::Ir,
+        Stage::Asm => nexus_compile::Stage::Asm,
+    };
+    let text = nexus_compile::emit_stage(&source.text, catalog, opts, stage)
+        .map_err(|d| compile_failure(&d, source))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn compile_failure(diags: &[nexus_lang::Diagnostic], source: &Source) -> Failure {
+    Failure::usage_rendered(nexus_lang::render_all(diags, &source.name, &source.text))
+}
+
+/// `bpfnexus [OPTIONS] [FILE] [-e PROGRAM]`.
+pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
+    if args.list {
+        return list(args, args.args.first().map_or("*", String::as_str));
+    }
+    // Block SIGINT/SIGTERM before anything else can start a thread, so a
+    // ^C always reaches the event loop's signalfd.
+    let signals = Signals::block().map_err(|e| Failure::runtime(e.to_string()))?;
+    let source = read_source(args)?;
+    let opts = compile_options(args, &source);
+    if let Some(stage) = args.emit {
+        return emit(stage, &source, &opts);
+    }
+    let artifact = nexus_compile::compile_source(&source.text, &KernelCatalog, &opts)
+        .map_err(|d| compile_failure(&d, &source))?;
+
+    let load = LoadOptions {
+        verifier_log: args.verbose,
+    };
+    let mut backend = KernelBackend::load(artifact.clone(), &load)
+        .map_err(|e| backend_failure(&e, &source, args.verbose))?;
+    if args.verbose {
+        for (name, log) in backend.verifier_logs() {
+            eprintln!("verifier log of {name}:\n{log}");
+        }
+    }
+    if args.dry_run {
+        eprintln!(
+            "dry run: {} programs loaded and verified, {} maps created",
+            artifact.programs.len(),
+            artifact.maps.len()
+        );
+        return Ok(());
+    }
+
+    let mut child = match &args.command {
+        Some(cmd) => {
+            let argv = nexus_proc::split_command(cmd)
+                .map_err(|e| Failure::usage(format!("-c {cmd:?}: {e}")))?;
+            Some(
+                nexus_proc::HeldChild::spawn(&argv, &nexus_proc::SpawnOptions::default())
+                    .map_err(|e| Failure::runtime(format!("starting {cmd:?}: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let target: Target<'_> = match (&mut child, args.pid) {
+        (Some(child), _) => Target::Command {
+            child,
+            scoped: !args.no_scope,
+        },
+        (None, Some(pid)) => {
+            nexus_runtime::pid_target(pid).map_err(|e| Failure::usage(format!("-p: {e}")))?
+        }
+        (None, None) => Target::System,
+    };
+
+    let writer: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| {
+            Failure::usage(format!("creating output file {}: {e}", path.display()))
+        })?),
+        None => Box::new(std::io::stdout()),
+    };
+    let interactive = args.output.is_none() && std::io::stdout().is_terminal();
+    let mut sink: Box<dyn Sink> = match args.format {
+        Format::Text => {
+            let mut s = TextSink::new(writer);
+            s.set_flush_each_record(interactive);
+            Box::new(s)
+        }
+        Format::Json => {
+            let mut s = JsonSink::new(writer, JsonOptions::default());
+            s.set_flush_each_record(interactive);
+            Box::new(s)
+        }
+    };
+    let mut observer = Verbose {
+        on: args.verbose,
+        process_start,
+    };
+    let report = nexus_runtime::run(
+        &mut backend,
+        &artifact,
+        target,
+        &signals,
+        sink.as_mut(),
+        &mut observer,
+        &RunOptions::default(),
+    )
+    .map_err(|e| session_failure(e, &source, args.verbose))?;
+    if report.stats.decode_errors > 0 && args.format == Format::Text {
+        eprintln!(
+            "bpfnexus: warning: {} records could not be decoded",
+            report.stats.decode_errors
+        );
+    }
+    if args.verbose {
+        let reason = match report.reason {
+            EndReason::Exit => "exit()".to_string(),
+            EndReason::Signal(s) => format!("signal {s}"),
+            EndReason::CommandExited => "the command exited".into(),
+            EndReason::ProcessExited => "the traced process exited".into(),
+            EndReason::OutputClosed => "the output was closed".into(),
+        };
+        eprintln!(
+            "ended by {reason}: {} events, {} lost, {} decode errors, {:.3} ms",
+            report.stats.events,
+            report.stats.lost_events,
+            report.stats.decode_errors,
+            report.stats.duration_ns as f64 / 1e6
+        );
+    }
+    Ok(())
+}
