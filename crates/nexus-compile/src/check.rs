@@ -122,6 +122,18 @@ pub struct Unit {
     pub expanded: Vec<Expanded>,
     /// The block's attach points as written.
     pub probe_text: String,
+    /// Set when syscall tracepoints are lowered onto the `sys_enter` /
+    /// `sys_exit` raw tracepoints (filtered by syscall number).
+    pub raw_syscalls: Option<RawSyscalls>,
+}
+
+/// Syscall tracepoints lowered onto one raw tracepoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSyscalls {
+    /// `sys_exit` rather than `sys_enter`.
+    pub exit: bool,
+    /// The syscall numbers the program handles (sorted, unique).
+    pub nrs: Vec<u32>,
 }
 
 impl std::fmt::Debug for dyn Provider {
@@ -134,6 +146,27 @@ impl Unit {
     /// The attach point whose facts (args layout, names) the code uses.
     pub fn first(&self) -> &Expanded {
         &self.expanded[0]
+    }
+
+    /// The program type to load as.
+    pub fn prog_kind(&self) -> crate::artifact::ProgKind {
+        if self.raw_syscalls.is_some() {
+            crate::artifact::ProgKind::RawTracepoint
+        } else {
+            self.provider.prog_kind(self.kind)
+        }
+    }
+
+    /// Where the program attaches (duplicates removed: many syscall
+    /// tracepoints share one raw tracepoint).
+    pub fn attach(&self) -> Vec<crate::artifact::AttachSpec> {
+        let mut out: Vec<crate::artifact::AttachSpec> = Vec::new();
+        for e in &self.expanded {
+            if !out.contains(&e.attach) {
+                out.push(e.attach.clone());
+            }
+        }
+        out
     }
 }
 

@@ -499,6 +499,10 @@ impl<'a> Lower<'a> {
         probe_span: Span,
     ) -> (Func, Vec<Diagnostic>) {
         self.mov(self.ctx, R::P(1));
+        if let Some(raw) = &self.unit.raw_syscalls {
+            self.line(probe_span, "syscall filter");
+            self.syscall_filter(raw.exit, &raw.nrs);
+        }
         if self.unit.provider.sees_tracer() {
             self.line(probe_span, "self guard");
             self.guard();
@@ -542,6 +546,73 @@ impl<'a> Lower<'a> {
             base: Base::Slot(s),
             off: 0,
         }
+    }
+
+    /// Read 8 bytes at `off` in the `struct pt_regs` the raw syscall
+    /// tracepoints pass as their first argument.
+    fn syscall_regs(&mut self, off: i16) -> R {
+        let regs = self.ctx_load(CtxRead::u64_at(0), &Ty::U64);
+        self.alu(AluOp::Add, regs, i32::from(off));
+        let tmp = self.alloc(8);
+        self.store(Size::DW, tmp, 0);
+        self.call(
+            Helper::ProbeReadKernel,
+            &[Arg::Mem(tmp), Arg::Imm(8), Arg::R(regs)],
+        );
+        let r = self.v();
+        self.load(Size::DW, r, tmp);
+        r
+    }
+
+    /// The syscall number of a raw `sys_enter` (second argument) or
+    /// `sys_exit` (`regs->orig_ax`) event.
+    fn syscall_nr(&mut self, exit: bool) -> R {
+        if exit {
+            self.syscall_regs(crate::providers::tracepoint::X86_64_ORIG_AX_OFFSET)
+        } else {
+            self.ctx_load(CtxRead::u64_at(8), &Ty::I64)
+        }
+    }
+
+    /// Return early unless the syscall number is one of `nrs`: a few
+    /// compares, or a 512-bit bitmap test for many.
+    fn syscall_filter(&mut self, exit: bool, nrs: &[u32]) {
+        let id = self.syscall_nr(exit);
+        if nrs.len() <= 4 {
+            let pass = self.label();
+            for &nr in nrs {
+                self.br(JmpCond::Eq, id, nr as i32, pass);
+            }
+            self.op(Op::Jmp(self.exit));
+            self.op(Op::Label(pass));
+            return;
+        }
+        let mut words = [0u64; 8];
+        for &nr in nrs.iter().filter(|&&n| n < 512) {
+            words[(nr / 64) as usize] |= 1 << (nr % 64);
+        }
+        // Negative ids (-1: no syscall) are huge unsigned: filtered too.
+        self.br(JmpCond::Gt, id, 511, self.exit);
+        let word = self.v();
+        self.mov(word, id);
+        self.alu(AluOp::Rsh, word, 6);
+        let bit = self.v();
+        self.mov(bit, id);
+        self.alu(AluOp::And, bit, 63);
+        let mask = self.v();
+        let test = self.label();
+        for (k, &w) in words.iter().enumerate().filter(|(_, w)| **w != 0) {
+            let next = self.label();
+            self.br(JmpCond::Ne, word, k as i32, next);
+            self.op(Op::Imm64(mask, w));
+            self.op(Op::Jmp(test));
+            self.op(Op::Label(next));
+        }
+        self.op(Op::Jmp(self.exit));
+        self.op(Op::Label(test));
+        self.alu(AluOp::Rsh, mask, bit);
+        self.alu(AluOp::And, mask, 1);
+        self.br(JmpCond::Eq, mask, 0, self.exit);
     }
 
     fn guard(&mut self) {
@@ -1625,8 +1696,16 @@ impl<'a> Lower<'a> {
                         .as_ref()
                         .and_then(|a| a.iter().find(|f| f.name == field.name))
                         .map(|f| f.read.clone());
-                    if let Some(ArgRead::Int(read, ty)) = read {
-                        return self.ctx_load(read, &ty);
+                    match read {
+                        Some(ArgRead::Int(read, ty)) => return self.ctx_load(read, &ty),
+                        Some(ArgRead::SyscallArg { reg_off, .. }) => {
+                            return self.syscall_regs(reg_off);
+                        }
+                        Some(ArgRead::SyscallNr) => {
+                            let exit = self.unit.raw_syscalls.as_ref().is_some_and(|r| r.exit);
+                            return self.syscall_nr(exit);
+                        }
+                        _ => {}
                     }
                     return self.zero_reg(e.span, "this field");
                 }

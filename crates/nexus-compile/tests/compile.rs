@@ -755,3 +755,78 @@ fn fentry_programs_pass_the_verifier() {
         }
     }
 }
+
+#[test]
+fn kernel_raw_syscall_lowering_sees_real_syscalls() {
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let src = r#"
+        tracepoint:syscalls:sys_enter_openat /pid == $1/ { printf("%s %d\n", str(args.filename), args.flags); }
+        tracepoint:syscalls:sys_exit_openat /pid == $1/ { printf("ret %d %d\n", args.ret, args.__syscall_nr); }
+        tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_enter_write,
+        tracepoint:syscalls:sys_enter_close, tracepoint:syscalls:sys_enter_openat,
+        tracepoint:syscalls:sys_enter_lseek /pid == $1/ { @n = count(); }"#;
+    let opts = CompileOptions {
+        params: vec![std::process::id().to_string()],
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    for p in &a.programs {
+        assert_eq!(
+            p.prog_type,
+            nexus_compile::ProgKind::RawTracepoint,
+            "{}",
+            p.probe_text
+        );
+        assert_eq!(p.attach.len(), 1);
+    }
+    let maps = create_maps(&a);
+    let events = a.map_with_role(&MapRole::Events).unwrap();
+    let mut ring = nexus_kernel::ringbuf::RingBuf::new(&maps[events]).unwrap();
+    let mut links = Vec::new();
+    let mut progs = Vec::new();
+    for p in &a.programs {
+        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
+        let prog = Program::load(&spec, &maps).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let nexus_compile::AttachSpec::RawTracepoint { event } = &p.attach[0] else {
+            panic!("{:?}", p.attach);
+        };
+        let target = nexus_kernel::AttachTarget::RawTracepoint {
+            name: event.clone(),
+        };
+        links.push(nexus_kernel::attach(&prog, &target).unwrap());
+        progs.push(prog);
+    }
+    let path = "/proc/self/cmdline";
+    let file = std::fs::File::open(path).unwrap();
+    drop(file);
+    drop(links);
+    let mut records = Vec::new();
+    ring.drain(|r| records.push(r.to_vec()));
+    let opens: Vec<&Vec<u8>> = records
+        .iter()
+        .filter(|r| r.len() >= 24 + 72 && str_field(r, 0, 64) == path)
+        .collect();
+    assert!(!opens.is_empty(), "no openat record for {path}");
+    // O_RDONLY | O_CLOEXEC
+    assert_eq!(u64_at(opens[0], 24 + 64), 0o2000000);
+    let rets: Vec<Vec<i64>> = records
+        .iter()
+        .filter(|r| {
+            let h = nexus_compile::RecordHeader::parse(r).unwrap();
+            matches!(&a.event(h.event_id).unwrap().kind,
+                nexus_compile::EventKind::Printf { format } if format.starts_with("ret"))
+        })
+        .map(|r| int_fields(&a, r))
+        .collect();
+    assert!(rets.iter().any(|f| f[0] >= 0 && f[1] == 257), "{rets:?}");
+    let n = a
+        .maps
+        .iter()
+        .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@n"))
+        .unwrap();
+    let counts = maps[n].lookup_percpu(&[0u8; 8]).unwrap().expect("@n");
+    assert!(counts.iter().map(|v| u64_at(v, 0)).sum::<u64>() >= 1);
+}

@@ -69,6 +69,7 @@ impl Provider for Fentry {
                 func: f,
                 attach,
                 args: Some(args),
+                syscall: None,
             });
         }
         Ok(out)

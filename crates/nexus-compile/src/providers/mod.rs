@@ -7,7 +7,7 @@ mod fentry;
 mod perf;
 mod regs;
 mod special;
-mod tracepoint;
+pub mod tracepoint;
 
 use crate::artifact::{AttachSpec, ProgKind};
 use crate::catalog::{CatalogError, ProbeCatalog};
@@ -50,6 +50,16 @@ pub enum ArgRead {
         /// Length.
         len: u32,
     },
+    /// A syscall argument read from the `struct pt_regs *` that is the
+    /// first argument of the `sys_enter` raw tracepoint.
+    SyscallArg {
+        /// Offset of the register in `struct pt_regs`.
+        reg_off: i16,
+        /// The field's type.
+        ty: Ty,
+    },
+    /// The syscall number (`args.__syscall_nr`) under raw lowering.
+    SyscallNr,
 }
 
 /// One `args.NAME`.
@@ -67,6 +77,8 @@ impl ArgField {
         match &self.read {
             ArgRead::Int(_, ty) => ty.clone(),
             ArgRead::InlineStr { len, .. } => Ty::Str(*len),
+            ArgRead::SyscallArg { ty, .. } => ty.clone(),
+            ArgRead::SyscallNr => Ty::I64,
         }
     }
 }
@@ -82,6 +94,18 @@ pub struct Expanded {
     pub func: String,
     /// `args` fields, when the provider has them.
     pub args: Option<Vec<ArgField>>,
+    /// For `syscalls:sys_enter_X`/`sys_exit_X`: the syscall, so the probe
+    /// can be lowered onto the `sys_enter`/`sys_exit` raw tracepoints.
+    pub syscall: Option<Syscall>,
+}
+
+/// A syscall tracepoint's number and side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Syscall {
+    /// x86_64 syscall number.
+    pub nr: u32,
+    /// True for `sys_exit_X`.
+    pub exit: bool,
 }
 
 /// A probe-kind family.

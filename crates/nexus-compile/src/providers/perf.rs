@@ -32,6 +32,7 @@ fn one(ap: &AttachPoint, attach: AttachSpec) -> Vec<Expanded> {
         probe: ap.canonical(),
         func: String::new(),
         args: None,
+        syscall: None,
     }]
 }
 

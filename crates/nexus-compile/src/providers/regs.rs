@@ -68,6 +68,7 @@ impl Provider for Kprobe {
                 },
                 func: f,
                 args: None,
+                syscall: None,
             })
             .collect())
     }
@@ -115,6 +116,7 @@ impl Provider for Uprobe {
                     retprobe,
                 },
                 args: None,
+                syscall: None,
             }]),
             UserLocation::Symbol { name, offset } => {
                 let syms = catalog
@@ -145,6 +147,7 @@ impl Provider for Uprobe {
                         },
                         func: s,
                         args: None,
+                        syscall: None,
                     })
                     .collect())
             }

@@ -21,6 +21,7 @@ impl Provider for Special {
             probe: ap.kind.name().to_string(),
             func: String::new(),
             args: None,
+            syscall: None,
         }])
     }
     fn prog_kind(&self, _: ProbeKind) -> ProgKind {

@@ -1,7 +1,7 @@
 //! `tracepoint:CAT:NAME` (fields from the `format` file) and
 //! `rawtracepoint:NAME` (arguments are `u64` slots of the context).
 
-use super::{ArgField, ArgRead, CtxRead, Expanded, Provider, catalog_error, not_found};
+use super::{ArgField, ArgRead, CtxRead, Expanded, Provider, Syscall, catalog_error, not_found};
 use crate::artifact::{AttachSpec, ProgKind};
 use crate::catalog::{ProbeCatalog, TracepointField};
 use crate::ty::{Space, Ty};
@@ -89,6 +89,7 @@ impl Provider for Tracepoint {
                 .filter(|f| !f.is_common())
                 .filter_map(|f| arg_field(&cat, f))
                 .collect();
+            let syscall = syscall_of(&cat, &ev, catalog);
             out.push(Expanded {
                 probe: format!("tracepoint:{cat}:{ev}"),
                 func: ev.clone(),
@@ -97,6 +98,7 @@ impl Provider for Tracepoint {
                     event: ev,
                 },
                 args: Some(args),
+                syscall,
             });
         }
         Ok(out)
@@ -143,6 +145,7 @@ impl Provider for RawTracepoint {
                 func: ev.clone(),
                 attach: AttachSpec::RawTracepoint { event: ev },
                 args: None,
+                syscall: None,
             })
             .collect())
     }
@@ -156,4 +159,68 @@ impl Provider for RawTracepoint {
     fn has_regs(&self) -> bool {
         false
     }
+}
+
+/// The syscall behind `syscalls:sys_enter_X` / `sys_exit_X`, if known.
+fn syscall_of(category: &str, event: &str, catalog: &dyn ProbeCatalog) -> Option<Syscall> {
+    if category != "syscalls" {
+        return None;
+    }
+    let (name, exit) = match (
+        event.strip_prefix("sys_enter_"),
+        event.strip_prefix("sys_exit_"),
+    ) {
+        (Some(n), _) => (n, false),
+        (_, Some(n)) => (n, true),
+        _ => return None,
+    };
+    catalog.syscall_number(name).map(|nr| Syscall { nr, exit })
+}
+
+/// `struct pt_regs` offsets of the x86_64 syscall argument registers
+/// (di, si, dx, r10, r8, r9).
+pub const X86_64_SYSCALL_ARG_OFFSETS: [i16; 6] = [112, 104, 96, 56, 72, 64];
+/// `struct pt_regs` offset of orig_ax (the syscall number at exit).
+pub const X86_64_ORIG_AX_OFFSET: i16 = 120;
+
+/// Rewrite a syscall tracepoint expansion for the `sys_enter`/`sys_exit`
+/// raw tracepoints: the context becomes `(struct pt_regs *regs, long
+/// id_or_ret)`, so `args.NAME` is read from the saved registers (enter) or
+/// the second slot (`ret` at exit). Returns `None` when a field does not
+/// map onto a register.
+pub fn to_raw_syscall(e: &Expanded) -> Option<Expanded> {
+    let sc = e.syscall?;
+    let mut args = Vec::new();
+    for a in e.args.as_deref().unwrap_or_default() {
+        let ty = a.ty();
+        let read = match (a.name.as_str(), &a.read) {
+            ("__syscall_nr", _) => ArgRead::SyscallNr,
+            (_, ArgRead::Int(r, _)) if sc.exit => {
+                // The only exit field is `ret`, the raw tracepoint's second
+                // argument.
+                ArgRead::Int(CtxRead { off: 8, ..*r }, ty)
+            }
+            (_, ArgRead::Int(r, _)) => {
+                // Enter fields follow `__syscall_nr` in 8-byte slots from 16.
+                let index = usize::try_from((r.off - 16) / 8).ok()?;
+                ArgRead::SyscallArg {
+                    reg_off: *X86_64_SYSCALL_ARG_OFFSETS.get(index)?,
+                    ty,
+                }
+            }
+            _ => return None,
+        };
+        args.push(ArgField {
+            name: a.name.clone(),
+            read,
+        });
+    }
+    let event = if sc.exit { "sys_exit" } else { "sys_enter" };
+    Some(Expanded {
+        attach: AttachSpec::RawTracepoint {
+            event: event.to_string(),
+        },
+        args: Some(args),
+        ..e.clone()
+    })
 }
