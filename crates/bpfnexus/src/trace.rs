@@ -171,6 +171,20 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
     let artifact = nexus_compile::compile_source(&source.text, &KernelCatalog, &opts)
         .map_err(|d| compile_failure(&d, &source))?;
 
+    // The child is forked before loading so that it is already waiting at
+    // its gate (not still running our code) when the probes attach.
+    let mut child = match &args.command {
+        Some(_) if args.dry_run => None,
+        Some(cmd) => {
+            let argv = nexus_proc::split_command(cmd)
+                .map_err(|e| Failure::usage(format!("-c {cmd:?}: {e}")))?;
+            Some(
+                nexus_proc::HeldChild::spawn(&argv, &nexus_proc::SpawnOptions::default())
+                    .map_err(|e| Failure::runtime(format!("starting {cmd:?}: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let load = LoadOptions {
         verifier_log: args.verbose,
     };
@@ -190,17 +204,6 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let mut child = match &args.command {
-        Some(cmd) => {
-            let argv = nexus_proc::split_command(cmd)
-                .map_err(|e| Failure::usage(format!("-c {cmd:?}: {e}")))?;
-            Some(
-                nexus_proc::HeldChild::spawn(&argv, &nexus_proc::SpawnOptions::default())
-                    .map_err(|e| Failure::runtime(format!("starting {cmd:?}: {e}")))?,
-            )
-        }
-        None => None,
-    };
     let target: Target<'_> = match (&mut child, args.pid) {
         (Some(child), _) => Target::Command {
             child,
