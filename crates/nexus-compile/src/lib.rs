@@ -87,26 +87,43 @@ struct Lowered {
     res: lower::Resources,
 }
 
-/// True when the block's code depends on which attach point fired.
-fn needs_own_program(probe: &Probe) -> bool {
-    let mut found = false;
+/// How a block's code depends on which attach point fired.
+#[derive(Debug, Clone, Copy, Default)]
+struct Depends {
+    /// Uses `args` (layouts differ between attach points).
+    args: bool,
+    /// Uses `probe` or `func` (names differ).
+    names: bool,
+}
+
+fn depends(probe: &Probe) -> Depends {
+    let mut d = Depends::default();
     let mut visit = |e: &nexus_lang::ast::Expr| {
-        if matches!(&e.kind, ExprKind::Builtin(b) if b == "probe" || b == "func" || b == "args") {
-            found = true;
+        if let ExprKind::Builtin(b) = &e.kind {
+            match b.as_str() {
+                "args" => d.args = true,
+                "probe" | "func" => d.names = true,
+                _ => {}
+            }
         }
     };
     if let Some(p) = &probe.predicate {
         walk::expr(p, &mut visit);
     }
     walk::exprs(&probe.body.stmts, &mut visit);
-    found
+    d
 }
 
 /// Expand every attach point and group them into units.
-fn units(program: &Program, catalog: &dyn ProbeCatalog, diags: &mut Vec<Diagnostic>) -> Vec<Unit> {
+fn units(
+    program: &Program,
+    catalog: &dyn ProbeCatalog,
+    opts: &CompileOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Unit> {
     let mut out: Vec<Unit> = Vec::new();
     for (i, probe) in program.probes.iter().enumerate() {
-        let own = needs_own_program(probe);
+        let deps = depends(probe);
         let text = probe
             .attach_points
             .iter()
@@ -122,6 +139,14 @@ fn units(program: &Program, catalog: &dyn ProbeCatalog, diags: &mut Vec<Diagnost
                     continue;
                 }
             };
+            // Syscall tracepoints that only differ in name share one raw
+            // program that derives `probe`/`func` from the syscall number.
+            let raw_names = opts.raw_syscalls
+                && !deps.args
+                && expanded
+                    .iter()
+                    .all(|e| providers::tracepoint::to_raw_syscall(e).is_some());
+            let own = deps.args || (deps.names && !raw_names);
             let mergeable = !own && !matches!(ap.kind, ProbeKind::Begin | ProbeKind::End);
             if own {
                 for e in expanded {
@@ -218,7 +243,7 @@ fn lower_all(
     opts: &CompileOptions,
 ) -> Result<Lowered, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let mut units = units(program, catalog, &mut diags);
+    let mut units = units(program, catalog, opts, &mut diags);
     if opts.raw_syscalls {
         units = lower_syscalls(units);
     }

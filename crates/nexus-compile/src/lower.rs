@@ -1316,6 +1316,28 @@ impl<'a> Lower<'a> {
                     &[Arg::Mem(dst), Arg::Imm(n.min(COMM_LEN) as i32)],
                 );
             }
+            ExprKind::Builtin(b)
+                if (b == "probe" || b == "func")
+                    && self.unit.expanded.len() > 1
+                    && self.unit.raw_syscalls.is_some() =>
+            {
+                let mut names: Vec<(u32, String)> = self
+                    .unit
+                    .expanded
+                    .iter()
+                    .filter_map(|e| {
+                        let name = if b == "probe" { &e.probe } else { &e.func };
+                        e.syscall.map(|s| (s.nr, name.clone()))
+                    })
+                    .collect();
+                names.sort();
+                names.dedup_by_key(|(nr, _)| *nr);
+                let exit = self.unit.raw_syscalls.as_ref().is_some_and(|r| r.exit);
+                let id = self.syscall_nr(exit);
+                let end = self.label();
+                self.name_by_nr(id, &names, n, dst, end);
+                self.op(Op::Label(end));
+            }
             ExprKind::Builtin(b) if b == "probe" || b == "func" => {
                 let first = self.unit.first();
                 let s = if b == "probe" {
@@ -1425,6 +1447,29 @@ impl<'a> Lower<'a> {
             }
             _ => self.internal(e.span, "this string"),
         }
+    }
+
+    /// Write the name belonging to syscall `id` (binary search over the
+    /// sorted `names`), then jump to `end`.
+    fn name_by_nr(&mut self, id: R, names: &[(u32, String)], n: u32, dst: Mem, end: Label) {
+        if names.len() <= 3 {
+            for (nr, name) in names {
+                let next = self.label();
+                self.br(JmpCond::Ne, id, *nr as i32, next);
+                self.literal(name.as_bytes(), n, dst);
+                self.op(Op::Jmp(end));
+                self.op(Op::Label(next));
+            }
+            self.zero(dst, n);
+            self.op(Op::Jmp(end));
+            return;
+        }
+        let mid = names.len() / 2;
+        let upper = self.label();
+        self.br(JmpCond::Ge, id, names[mid].0 as i32, upper);
+        self.name_by_nr(id, &names[..mid], n, dst, end);
+        self.op(Op::Label(upper));
+        self.name_by_nr(id, &names[mid..], n, dst, end);
     }
 
     /// A memory-typed value's location (fresh memory unless it is a

@@ -22,6 +22,10 @@ const PROGRAMS: &[(&str, &str)] = &[
         r#"tracepoint:syscalls:sys_enter_open* { @[probe] = count(); }"#,
     ),
     (
+        "every syscall by probe",
+        r#"tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"#,
+    ),
+    (
         "raw_syscalls id",
         r#"tracepoint:raw_syscalls:sys_enter { @[args.id] = count(); }"#,
     ),
@@ -766,7 +770,7 @@ fn kernel_raw_syscall_lowering_sees_real_syscalls() {
         tracepoint:syscalls:sys_exit_openat /pid == $1/ { printf("ret %d %d\n", args.ret, args.__syscall_nr); }
         tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_enter_write,
         tracepoint:syscalls:sys_enter_close, tracepoint:syscalls:sys_enter_openat,
-        tracepoint:syscalls:sys_enter_lseek /pid == $1/ { @n = count(); }"#;
+        tracepoint:syscalls:sys_enter_lseek /pid == $1/ { @n = count(); @p[probe] = count(); }"#;
     let opts = CompileOptions {
         params: vec![std::process::id().to_string()],
         ..CompileOptions::default()
@@ -828,5 +832,19 @@ fn kernel_raw_syscall_lowering_sees_real_syscalls() {
         .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@n"))
         .unwrap();
     let counts = maps[n].lookup_percpu(&[0u8; 8]).unwrap().expect("@n");
+    assert!(counts.iter().map(|v| u64_at(v, 0)).sum::<u64>() >= 1);
+    // `probe` comes from the syscall number in the one shared program.
+    let p = a
+        .maps
+        .iter()
+        .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@p"))
+        .unwrap();
+    let key_size = a.maps[p].key_size as usize;
+    let mut key = b"tracepoint:syscalls:sys_enter_openat".to_vec();
+    key.resize(key_size, 0);
+    let counts = maps[p]
+        .lookup_percpu(&key)
+        .unwrap()
+        .expect("openat probe key");
     assert!(counts.iter().map(|v| u64_at(v, 0)).sum::<u64>() >= 1);
 }
