@@ -88,30 +88,49 @@ struct Lowered {
 }
 
 /// How a block's code depends on which attach point fired.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Depends {
     /// Uses `args` (layouts differ between attach points).
     args: bool,
+    /// The `args.NAME` fields used.
+    fields: Vec<String>,
     /// Uses `probe` or `func` (names differ).
     names: bool,
 }
 
 fn depends(probe: &Probe) -> Depends {
     let mut d = Depends::default();
-    let mut visit = |e: &nexus_lang::ast::Expr| {
-        if let ExprKind::Builtin(b) = &e.kind {
-            match b.as_str() {
-                "args" => d.args = true,
-                "probe" | "func" => d.names = true,
-                _ => {}
-            }
+    let mut visit = |e: &nexus_lang::ast::Expr| match &e.kind {
+        ExprKind::Builtin(b) => match b.as_str() {
+            "args" => d.args = true,
+            "probe" | "func" => d.names = true,
+            _ => {}
+        },
+        ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "args") =>
+        {
+            d.fields.push(field.name.clone());
         }
+        _ => {}
     };
     if let Some(p) = &probe.predicate {
         walk::expr(p, &mut visit);
     }
     walk::exprs(&probe.body.stmts, &mut visit);
     d
+}
+
+/// True when every expansion reads each of `fields` the same way.
+fn fields_agree(expanded: &[providers::Expanded], fields: &[String]) -> bool {
+    fields.iter().all(|name| {
+        let read = |e: &providers::Expanded| {
+            e.args
+                .as_ref()
+                .and_then(|a| a.iter().find(|f| &f.name == name))
+                .map(|f| f.read.clone())
+        };
+        let first = expanded.first().and_then(read);
+        first.is_some() && expanded.iter().all(|e| read(e) == first)
+    })
 }
 
 /// Expand every attach point and group them into units.
@@ -141,12 +160,17 @@ fn units(
             };
             // Syscall tracepoints that only differ in name share one raw
             // program that derives `probe`/`func` from the syscall number.
-            let raw_names = opts.raw_syscalls
-                && !deps.args
-                && expanded
-                    .iter()
-                    .all(|e| providers::tracepoint::to_raw_syscall(e).is_some());
-            let own = deps.args || (deps.names && !raw_names);
+            // The same holds for `args.NAME` fields that every syscall
+            // passes in the same register (`__syscall_nr`, often `fd`).
+            let raw: Option<Vec<_>> = expanded
+                .iter()
+                .map(providers::tracepoint::to_raw_syscall)
+                .collect();
+            let shared = opts.raw_syscalls
+                && raw
+                    .as_ref()
+                    .is_some_and(|raw| fields_agree(raw, &deps.fields));
+            let own = (deps.args || deps.names) && !shared;
             let mergeable = !own && !matches!(ap.kind, ProbeKind::Begin | ProbeKind::End);
             if own {
                 for e in expanded {

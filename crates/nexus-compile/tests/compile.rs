@@ -26,6 +26,10 @@ const PROGRAMS: &[(&str, &str)] = &[
         r#"tracepoint:syscalls:sys_enter_* { @[probe] = count(); }"#,
     ),
     (
+        "every syscall by number",
+        r#"tracepoint:syscalls:sys_enter_* { @[args.__syscall_nr, comm] = count(); }"#,
+    ),
+    (
         "raw_syscalls id",
         r#"tracepoint:raw_syscalls:sys_enter { @[args.id] = count(); }"#,
     ),
