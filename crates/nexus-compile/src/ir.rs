@@ -226,6 +226,36 @@ impl fmt::Display for Op {
 }
 
 impl Func {
+    /// Drop side-effect-free operations whose result is never read (for
+    /// instance the copy of a helper's return value nobody uses).
+    pub fn remove_dead(&mut self) {
+        loop {
+            let mut used = vec![false; self.vregs as usize];
+            for op in &self.ops {
+                for r in crate::regalloc::regs(op).0 {
+                    if let R::V(n) = r {
+                        used[n as usize] = true;
+                    }
+                }
+            }
+            let dead = |r: &R| matches!(r, R::V(n) if !used[*n as usize]);
+            let before = self.ops.len();
+            self.ops.retain(|op| match op {
+                Op::Mov(d, _)
+                | Op::Imm64(d, _)
+                | Op::Movsx(d, _, _)
+                | Op::Load { dst: d, .. }
+                | Op::Addr { dst: d, .. }
+                | Op::Map { dst: d, .. }
+                | Op::MapValue { dst: d, .. } => !dead(d),
+                _ => true,
+            });
+            if self.ops.len() == before {
+                return;
+            }
+        }
+    }
+
     /// The IR as text, one operation per line.
     pub fn dump(&self) -> String {
         let mut out = String::new();

@@ -306,6 +306,8 @@ fn lower_all(
             p.span,
         );
         diags.extend(d);
+        let mut f = f;
+        f.remove_dead();
         funcs.push(f);
     }
     if diags.iter().any(Diagnostic::is_error) {

@@ -284,6 +284,16 @@ pub struct Lower<'a> {
     diags: Vec<Diagnostic>,
 }
 
+/// The widest access of at most `left` bytes that keeps every offset in
+/// `offs` naturally aligned (bases are 8-byte aligned).
+fn access_size(left: u32, offs: &[i32]) -> Size {
+    let mut size = size_for(left);
+    while offs.iter().any(|o| o.rem_euclid(size.bytes() as i32) != 0) {
+        size = size_for(size.bytes() as u32 / 2);
+    }
+    size
+}
+
 fn size_for(bytes: u32) -> Size {
     match bytes {
         8.. => Size::DW,
@@ -772,14 +782,16 @@ impl<'a> Lower<'a> {
             self.store(Size::DW, mem, 0);
             return mem;
         }
-        // Padding must be zero so equal keys hash equal.
-        self.zero(mem, size);
+        // Every field is written in full; padding between fields must be
+        // zeroed too so equal keys hash equal.
         let mut off = 0u32;
         for (k, t) in m.keys.iter().zip(&decl.keys) {
-            off = off.next_multiple_of(8u32);
-            self.write_into(k, t, mem.at(off));
-            off += t.size();
+            let start = off.next_multiple_of(8u32);
+            self.zero(mem.at(off), start - off);
+            self.write_into(k, t, mem.at(start));
+            off = start + t.size();
         }
+        self.zero(mem.at(off), size.max(8) - off);
         mem
     }
 
@@ -1177,7 +1189,7 @@ impl<'a> Lower<'a> {
     fn zero(&mut self, m: Mem, len: u32) {
         let mut off = 0;
         while off < len {
-            let size = size_for(len - off);
+            let size = access_size(len - off, &[m.off + off as i32]);
             self.store(size, m.at(off), 0);
             off += size.bytes() as u32;
         }
@@ -1187,11 +1199,9 @@ impl<'a> Lower<'a> {
         let mut off = 0;
         let t = self.v();
         while off < len {
-            // Largest access that keeps the source aligned (ctx loads must be).
-            let mut size = size_for(len - off);
-            while (src.off + off as i32) % size.bytes() as i32 != 0 {
-                size = size_for(size.bytes() as u32 / 2);
-            }
+            // Both sides aligned: the verifier refuses misaligned stack and
+            // context accesses.
+            let size = access_size(len - off, &[src.off + off as i32, dst.off + off as i32]);
             self.load(size, t, src.at(off));
             self.store(size, dst.at(off), t);
             off += size.bytes() as u32;
@@ -1209,12 +1219,15 @@ impl<'a> Lower<'a> {
             Ty::Void => {}
             _ => match (&e.kind, target) {
                 (ExprKind::Tuple(elems), Ty::Tuple(tys)) => {
+                    // Padding is zeroed: tuples may be map keys.
                     let mut off = 0u32;
                     for (x, t) in elems.iter().zip(tys) {
-                        off = off.next_multiple_of(8);
-                        self.write_into(x, t, dst.at(off));
-                        off += t.size();
+                        let start = off.next_multiple_of(8);
+                        self.zero(dst.at(off), start - off);
+                        self.write_into(x, t, dst.at(start));
+                        off = start + t.size();
                     }
+                    self.zero(dst.at(off), target.size() - off);
                 }
                 (ExprKind::Call { name, args }, Ty::Usym) if name.name == "usym" => {
                     let a = self.int(&args[0]);
@@ -1281,7 +1294,7 @@ impl<'a> Lower<'a> {
         bytes.resize(n as usize, 0);
         let mut off = 0usize;
         while off < bytes.len() {
-            let size = size_for((bytes.len() - off).min(4) as u32);
+            let size = access_size((bytes.len() - off).min(4) as u32, &[dst.off + off as i32]);
             let mut v = 0i64;
             for i in 0..size.bytes() {
                 v |= i64::from(bytes[off + i]) << (8 * i);
