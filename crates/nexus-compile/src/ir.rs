@@ -239,6 +239,32 @@ impl Func {
                 }
             }
             let dead = |r: &R| matches!(r, R::V(n) if !used[*n as usize]);
+            let mut uses = vec![0u32; self.vregs as usize];
+            for op in &self.ops {
+                for r in crate::regalloc::regs(op).0 {
+                    if let R::V(n) = r {
+                        uses[n as usize] += 1;
+                    }
+                }
+            }
+            // `a = X; b = a` with `a` read only there becomes `b = X`.
+            for i in 1..self.ops.len() {
+                let fold = match (&self.ops[i - 1], &self.ops[i]) {
+                    (Op::Mov(R::V(a), x), Op::Mov(b, Opnd::R(R::V(a2))))
+                        if a == a2 && uses[*a as usize] == 1 =>
+                    {
+                        Some((*a, *x, *b))
+                    }
+                    _ => None,
+                };
+                if let Some((a, x, b)) = fold {
+                    self.ops[i] = Op::Mov(b, x);
+                    self.ops[i - 1] = Op::Comment(String::new());
+                    uses[a as usize] = 0;
+                }
+            }
+            self.ops
+                .retain(|op| !matches!(op, Op::Comment(c) if c.is_empty()));
             let before = self.ops.len();
             self.ops.retain(|op| match op {
                 Op::Mov(d, _)

@@ -852,3 +852,42 @@ fn kernel_raw_syscall_lowering_sees_real_syscalls() {
         .expect("openat probe key");
     assert!(counts.iter().map(|v| u64_at(v, 0)).sum::<u64>() >= 1);
 }
+
+#[test]
+fn kprobes_compile_and_verify_where_the_catalog_has_them() {
+    let mut catalog = MemoryCatalog::sample();
+    catalog.kprobes = true;
+    let src = r#"kprobe:vfs_read { @[arg0, comm] = count(); printf("%s\n", ksym(arg1)); }
+                 kretprobe:vfs_* { @r = hist(retval); @f[func] = count(); }
+                 uprobe:libc:*alloc { @u[probe] = sum(arg0); }"#;
+    let a = compile_source(src, &catalog, &options())
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    check_artifact("kprobes", &a);
+    let kinds: Vec<(nexus_compile::ProgKind, usize)> = a
+        .programs
+        .iter()
+        .map(|p| (p.prog_type, p.attach.len()))
+        .collect();
+    // kprobe; kretprobe (one function); three uprobes (one per symbol:
+    // `probe` differs).
+    assert_eq!(kinds.len(), 5, "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|(k, n)| *k == nexus_compile::ProgKind::Kprobe && *n == 1)
+    );
+    assert!(matches!(
+        &a.programs[1].attach[0],
+        nexus_compile::AttachSpec::Kprobe { function, retprobe: true, .. } if function == "vfs_read"
+    ));
+    // Loading needs no kprobe support: the program type serves uprobes too.
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let maps = create_maps(&a);
+    for p in &a.programs {
+        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
+        Program::load(&spec, &maps)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
+    }
+}
