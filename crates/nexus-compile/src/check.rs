@@ -1302,3 +1302,68 @@ impl<'a> Checker<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nexus_lang::ast::Ident;
+
+    fn int(n: u64) -> Expr {
+        Expr {
+            kind: ExprKind::Int(n),
+            span: Span::default(),
+        }
+    }
+
+    fn var(name: &str) -> Expr {
+        Expr {
+            kind: ExprKind::Var(nexus_lang::ast::Variable {
+                name: name.into(),
+                span: Span::default(),
+            }),
+            span: Span::default(),
+        }
+    }
+
+    #[test]
+    fn aggregations_are_recognised_with_their_arity() {
+        let span = Span::default();
+        assert_eq!(agg_of("count", &[], span).unwrap().unwrap(), Agg::Count);
+        assert!(agg_of("count", &[int(1)], span).unwrap().is_err());
+        assert_eq!(
+            agg_of("lhist", &[int(1), int(0), int(10), int(2)], span)
+                .unwrap()
+                .unwrap(),
+            Agg::Lhist {
+                min: 0,
+                max: 10,
+                step: 2
+            }
+        );
+        assert!(
+            agg_of("lhist", &[int(1), var("x"), int(10), int(2)], span)
+                .unwrap()
+                .is_err()
+        );
+        assert!(agg_of("printf", &[], span).is_none());
+        let _ = Ident {
+            name: String::new(),
+            span,
+        };
+    }
+
+    #[test]
+    fn literals_adopt_the_other_side() {
+        let (u, i) = (Ty::U64, Ty::I64);
+        assert!(!arith_signed(&var("x"), &int(1), &u, &i));
+        assert!(!arith_signed(&int(1), &var("x"), &i, &u));
+        assert!(arith_signed(&var("x"), &var("y"), &u, &i));
+    }
+
+    #[test]
+    fn casts_name_integer_types() {
+        assert_eq!(cast_int("uint8"), Some(Ty::uint(8)));
+        assert!(cast_int("int32").unwrap().is_signed());
+        assert_eq!(cast_int("struct task_struct"), None);
+    }
+}

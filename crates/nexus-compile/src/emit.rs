@@ -233,3 +233,58 @@ pub fn emit(f: &Func, a: &Allocation) -> Result<Emitted, EmitError> {
         lines,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Slot;
+
+    #[test]
+    fn jumps_resolve_and_spills_go_through_temporaries() {
+        let f = Func {
+            vregs: 2,
+            labels: 1,
+            slots: vec![8],
+            ops: vec![
+                Op::Line {
+                    span: Span::new(1, 2),
+                    what: "x".into(),
+                },
+                Op::Mov(R::V(0), Opnd::Imm(5)),
+                Op::Br {
+                    cond: nexus_insn::JmpCond::Eq,
+                    a: R::V(0),
+                    b: Opnd::R(R::V(1)),
+                    target: Label(0),
+                },
+                Op::Store {
+                    size: Size::DW,
+                    base: Base::Slot(Slot(0)),
+                    off: 0,
+                    src: Opnd::R(R::V(0)),
+                },
+                Op::Label(Label(0)),
+                Op::Mov(R::P(0), Opnd::Imm(0)),
+                Op::Exit,
+            ],
+        };
+        let a = Allocation {
+            vregs: vec![Loc::Reg(6), Loc::Spill(-16)],
+            slots: vec![-8],
+            stack: 16,
+        };
+        let e = emit(&f, &a).unwrap();
+        assert_eq!(e.lines, vec![(0, Span::new(1, 2), "x".to_string())]);
+        assert_eq!(
+            e.insns,
+            vec![
+                Insn::mov64_imm(Reg::R6, 5),
+                Insn::ldx(Size::DW, Reg::R0, Reg::FP, -16),
+                Insn::jmp(nexus_insn::JmpCond::Eq, Reg::R6, Src::Reg(Reg::R0), 1),
+                Insn::stx(Size::DW, Reg::FP, -8, Reg::R6),
+                Insn::mov64_imm(Reg::R0, 0),
+                Insn::exit(),
+            ]
+        );
+    }
+}

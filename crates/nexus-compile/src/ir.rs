@@ -294,3 +294,38 @@ impl Func {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_results_and_copies_are_removed() {
+        let mut f = Func {
+            vregs: 4,
+            ops: vec![
+                Op::Call(Helper::KtimeGetNs),
+                Op::Mov(R::V(0), Opnd::R(R::P(0))),
+                Op::Call(Helper::GetPrandomU32),
+                Op::Mov(R::V(1), Opnd::R(R::P(0))),
+                Op::Mov(R::V(2), Opnd::R(R::V(1))),
+                Op::Mov(R::V(3), Opnd::Imm(7)),
+                Op::Mov(R::P(0), Opnd::R(R::V(2))),
+                Op::Exit,
+            ],
+            ..Func::default()
+        };
+        f.remove_dead();
+        assert_eq!(
+            f.ops,
+            vec![
+                Op::Call(Helper::KtimeGetNs),
+                Op::Call(Helper::GetPrandomU32),
+                // r0 = v2 = v1 = r0 folds all the way.
+                Op::Mov(R::P(0), Opnd::R(R::P(0))),
+                Op::Exit,
+            ]
+        );
+        assert!(f.dump().contains("call get_prandom_u32"));
+    }
+}

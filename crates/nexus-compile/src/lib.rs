@@ -300,14 +300,20 @@ fn lower_all(
     let mut funcs = Vec::new();
     for (u, v) in units.iter().zip(&vars) {
         let p = &program.probes[u.probe_index];
-        let (f, d) = lower::Lower::new(&mut res, u, v, &opts.params).program(
-            p.predicate.as_ref(),
-            &p.body.stmts,
-            p.span,
-        );
+        let mut attempt = |budget| {
+            let (mut f, d) = lower::Lower::new(&mut res, u, v, &opts.params)
+                .with_stack_budget(budget)
+                .program(p.predicate.as_ref(), &p.body.stmts, p.span);
+            f.remove_dead();
+            (f, d)
+        };
+        let (mut f, mut d) = attempt(lower::STACK_BUDGET);
+        if matches!(regalloc::allocate(&f), Err(regalloc::AllocError::Stack(_))) {
+            // Spills did not fit next to the values: move values to the
+            // scratch map and try again.
+            (f, d) = attempt(lower::SMALL_STACK_BUDGET);
+        }
         diags.extend(d);
-        let mut f = f;
-        f.remove_dead();
         funcs.push(f);
     }
     if diags.iter().any(Diagnostic::is_error) {

@@ -15,9 +15,12 @@ use nexus_lang::ast::{BinOp, Expr, ExprKind, LValue, MapAccess, Stmt, StmtKind, 
 use nexus_lang::{Diagnostic, Span};
 use std::collections::{BTreeMap, HashMap};
 
-/// Bytes of the 512-byte stack lowering may hand out; the rest is left for
-/// register spills.
-const STACK_BUDGET: u32 = 384;
+/// Bytes of the 512-byte stack lowering hands out by default; the rest is
+/// left for register spills.
+pub const STACK_BUDGET: u32 = 384;
+/// The budget for a second attempt when spills did not fit: almost
+/// everything goes to the per-CPU scratch map.
+pub const SMALL_STACK_BUDGET: u32 = 64;
 /// `BPF_NOEXIST`.
 const BPF_NOEXIST: i32 = 1;
 /// `BPF_F_USER_STACK` for `bpf_get_stackid`.
@@ -281,6 +284,7 @@ pub struct Lower<'a> {
     stack_used: u32,
     loops: Vec<(Label, Label)>,
     exit: Label,
+    budget: u32,
     diags: Vec<Diagnostic>,
 }
 
@@ -330,11 +334,18 @@ impl<'a> Lower<'a> {
             stack_used: 0,
             loops: Vec::new(),
             exit: Label(0),
+            budget: STACK_BUDGET,
             diags: Vec::new(),
         };
         l.ctx = l.v();
         l.exit = l.label();
         l
+    }
+
+    /// Use at most `bytes` of stack for values (the rest goes to scratch).
+    pub fn with_stack_budget(mut self, bytes: u32) -> Self {
+        self.budget = bytes;
+        self
     }
 
     fn typer(&self) -> Typer<'_> {
@@ -427,7 +438,7 @@ impl<'a> Lower<'a> {
     /// per-CPU scratch map.
     fn alloc(&mut self, size: u32) -> Mem {
         let size = size.max(8).next_multiple_of(8);
-        if self.stack_used + size <= STACK_BUDGET {
+        if self.stack_used + size <= self.budget {
             self.stack_used += size;
             let s = Slot(self.f.slots.len() as u32);
             self.f.slots.push(size);

@@ -124,6 +124,14 @@ const PROGRAMS: &[(&str, &str)] = &[
             $c = str(args.filename, 200); printf("%s %s %s\n", $a, $b, $c); }"#,
     ),
     (
+        "many variables spill",
+        r#"BEGIN { $a = 1; $b = 2; $c = 3; $d = 4; $e = 5; $f = 6; $g = 7; $h = 8;
+            $i = 9; $j = 10; $k = 11; $l = 12; $m = 13; $n = 14; $o = 15; $p = 16;
+            $s1 = str(0, 120); $s2 = str(0, 120); $s3 = str(0, 120);
+            printf("%d %d %s %s %s\n", $a + $b + $c + $d + $e + $f + $g + $h,
+                   $i + $j + $k + $l + $m + $n + $o + $p, $s1, $s2, $s3); }"#,
+    ),
+    (
         "buf and positional",
         r#"tracepoint:syscalls:sys_enter_write /pid != $1/ { printf("%r\n", buf(args.buf, 16)); }"#,
     ),
