@@ -1,0 +1,176 @@
+"""Shared helpers of the bench/ scripts (Python 3.11 stdlib only).
+
+Every run goes through GNU time (`/usr/bin/time -f ...`) for peak RSS and CPU
+time: ru_maxrss survives exec, so a child forked straight from this Python
+process would report Python's own RSS (see bench/attach.py). Wall time is
+taken here, from CLOCK_MONOTONIC around spawn and wait; GNU time's fork+exec
+adds the same ~1 ms to every subject.
+"""
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_DIR = os.environ.get("BENCH_OUT", os.path.join(ROOT, "bench", "out"))
+GNU_TIME = "/usr/bin/time"
+# The pinned CPU (ARCHITECTURE.md §4 6c: tracepoint cost differs per CPU here).
+PIN_CPU = os.environ.get("BENCH_CPU", "1")
+DD = "/usr/bin/dd if=/dev/zero of=/dev/null bs=1 count=1000000"
+PINNED_DD = f"/usr/bin/taskset -c {PIN_CPU} {DD}"
+
+
+def die(msg):
+    print(f"bench: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def preflight():
+    """Root, GNU time and tracefs are needed by every script."""
+    if os.geteuid() != 0:
+        die("run as root (BPF programs and tracefs)")
+    if not os.access(GNU_TIME, os.X_OK):
+        die("GNU time is missing: apt-get install time")
+    if not os.path.isdir("/sys/kernel/tracing/events"):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=False)
+    os.makedirs(OUT_DIR, exist_ok=True)
+
+
+def bpfnexus_binary():
+    """Build bpfnexus and copy it aside.
+
+    Other helpers rebuild target/release while benchmarks run; a private copy
+    keeps every run of one benchmark on the same binary. BENCH_NO_BUILD=1
+    skips the build (run_all.sh builds once).
+    """
+    if os.environ.get("BENCH_NO_BUILD") != "1":
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "bpfnexus"], cwd=ROOT, check=True)
+    src = os.path.join(ROOT, "target", "release", "bpfnexus")
+    if not os.access(src, os.X_OK):
+        die(f"{src} is missing: cargo build --release -p bpfnexus")
+    dst_dir = os.path.join(tempfile.gettempdir(), f"bpfnexus-bench-{os.getpid()}")
+    os.makedirs(dst_dir, exist_ok=True)
+    dst = os.path.join(dst_dir, "bpfnexus")
+    shutil.copy2(src, dst)
+    return dst
+
+
+def tool_version(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def git_revision():
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return rev + ("+uncommitted changes" if dirty else "")
+    except OSError:
+        return None
+
+
+def machine():
+    """What the numbers were measured on, for the results file."""
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "loadavg_start": os.getloadavg(),
+        "git": git_revision(),
+    }
+
+
+def run(cmd, stdout_path=None, timeout=None):
+    """Run cmd under GNU time; returns a dict with wall_s, rss_mb, user_s,
+    sys_s, status and the captured output (stdout+stderr) as text."""
+    fd, rss_file = tempfile.mkstemp(prefix="bench-time-")
+    os.close(fd)
+    out_file = stdout_path or rss_file + ".out"
+    full = [GNU_TIME, "-f", "%M %U %S", "-o", rss_file] + cmd
+    with open(out_file, "wb") as out:
+        t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        status = subprocess.run(full, stdout=out, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        t1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    with open(out_file, errors="replace") as f:
+        output = f.read()
+    with open(rss_file) as f:
+        # GNU time writes "Command exited with non-zero status N" first then.
+        fields = f.read().split()[-3:]
+    os.unlink(rss_file)
+    if not stdout_path:
+        os.unlink(out_file)
+    return {
+        "wall_s": (t1 - t0) / 1e9,
+        "rss_mb": int(fields[0]) / 1024,
+        "user_s": float(fields[1]),
+        "sys_s": float(fields[2]),
+        "status": status,
+        "output": output,
+    }
+
+
+def interleaved(subjects, rounds, runs_of=None):
+    """Run every subject once per round, rotating the order, so load changes
+    on this shared machine fall on all subjects alike.
+
+    subjects: {name: callable(round) -> dict or None}. runs_of: {name: n}
+    caps a slow subject at n runs (it takes part in the first n rounds).
+    """
+    results = {name: [] for name in subjects}
+    names = list(subjects)
+    for i in range(rounds):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            if runs_of and i >= runs_of.get(name, rounds):
+                continue
+            r = subjects[name](i)
+            if r is not None:
+                results[name].append(r)
+        print(f"  round {i + 1}/{rounds} done (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
+    return results
+
+
+def summary(values):
+    """min, median, max of a list (None when empty)."""
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def fmt_range(s, scale=1.0, digits=3):
+    if not s:
+        return "n/a"
+    return (f"{s['median'] * scale:.{digits}f} "
+            f"[{s['min'] * scale:.{digits}f}–{s['max'] * scale:.{digits}f}] n={s['n']}")
+
+
+def first_int(pattern, text, default=None):
+    m = re.search(pattern, text, re.M)
+    return int(m.group(1)) if m else default
+
+
+def save(name, data):
+    path = os.path.join(OUT_DIR, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    print(f"results: {path}")
