@@ -44,6 +44,12 @@ impl TracepointField {
         self.c_type[open + 1..close].trim().parse().ok()
     }
 
+    /// True for `__data_loc` fields: a `u32` whose low 16 bits are the
+    /// offset of the data in the context and high 16 bits its length.
+    pub fn is_data_loc(&self) -> bool {
+        self.c_type.starts_with("__data_loc")
+    }
+
     /// True for the four common fields every tracepoint starts with.
     pub fn is_common(&self) -> bool {
         self.name.starts_with("common_")
@@ -237,6 +243,15 @@ impl MemoryCatalog {
                 tp_field("comm", "char[16]", 8, 16, false),
                 tp_field("pid", "pid_t", 24, 4, true),
                 tp_field("prio", "int", 28, 4, true),
+            ],
+        );
+        c.add_tracepoint(
+            "sched",
+            "sched_process_exec",
+            vec![
+                tp_field("filename", "__data_loc char[]", 8, 4, false),
+                tp_field("pid", "pid_t", 12, 4, true),
+                tp_field("old_pid", "pid_t", 16, 4, true),
             ],
         );
         c.add_tracepoint(

@@ -229,6 +229,7 @@ impl Func {
     /// Drop side-effect-free operations whose result is never read (for
     /// instance the copy of a helper's return value nobody uses).
     pub fn remove_dead(&mut self) {
+        self.remove_unreachable();
         loop {
             let mut used = vec![false; self.vregs as usize];
             for op in &self.ops {
@@ -282,6 +283,40 @@ impl Func {
         }
     }
 
+    /// Drop code no path reaches (after a `goto` or `exit`, until a label
+    /// something jumps to): the verifier rejects unreachable instructions,
+    /// and `exit()`/`return` inside blocks leave such code behind.
+    pub fn remove_unreachable(&mut self) {
+        loop {
+            let targets: std::collections::HashSet<Label> = self
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Jmp(l) | Op::Br { target: l, .. } => Some(*l),
+                    _ => None,
+                })
+                .collect();
+            let mut reachable = true;
+            let before = self.ops.len();
+            self.ops.retain(|op| {
+                match op {
+                    Op::Label(l) if targets.contains(l) => reachable = true,
+                    // Markers emit nothing; keep them for the line table.
+                    Op::Line { .. } | Op::Comment(_) | Op::Label(_) => return true,
+                    _ => {}
+                }
+                let keep = reachable;
+                if matches!(op, Op::Jmp(_) | Op::Exit) {
+                    reachable = false;
+                }
+                keep
+            });
+            if self.ops.len() == before {
+                return;
+            }
+        }
+    }
+
     /// The IR as text, one operation per line.
     pub fn dump(&self) -> String {
         let mut out = String::new();
@@ -298,6 +333,40 @@ impl Func {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreachable_code_is_removed() {
+        let mut f = Func {
+            vregs: 1,
+            labels: 3,
+            ops: vec![
+                Op::Jmp(Label(0)),
+                Op::Mov(R::V(0), Opnd::Imm(1)),
+                Op::Jmp(Label(1)),
+                Op::Label(Label(1)),
+                Op::Mov(R::V(0), Opnd::Imm(2)),
+                Op::Label(Label(0)),
+                Op::Mov(R::P(0), Opnd::Imm(0)),
+                Op::Exit,
+                Op::Label(Label(2)),
+                Op::Exit,
+            ],
+            ..Func::default()
+        };
+        f.remove_unreachable();
+        // Label 1 is only targeted from dead code, so what follows it dies too.
+        assert_eq!(
+            f.ops,
+            vec![
+                Op::Jmp(Label(0)),
+                Op::Label(Label(1)),
+                Op::Label(Label(0)),
+                Op::Mov(R::P(0), Opnd::Imm(0)),
+                Op::Exit,
+                Op::Label(Label(2)),
+            ]
+        );
+    }
 
     #[test]
     fn dead_results_and_copies_are_removed() {

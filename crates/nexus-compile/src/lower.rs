@@ -1397,7 +1397,26 @@ impl<'a> Lower<'a> {
                     .as_ref()
                     .and_then(|a| a.iter().find(|f| f.name == field.name))
                     .map(|f| f.read.clone());
-                if let Some(ArgRead::InlineStr { off, len }) = read {
+                if let Some(ArgRead::DataLocStr { off }) = read {
+                    // Low 16 bits: offset of the string in the context.
+                    let loc = self.ctx_load(
+                        CtxRead {
+                            off,
+                            size: Size::W,
+                            signed: false,
+                        },
+                        &Ty::U64,
+                    );
+                    self.alu(AluOp::And, loc, 0xffff);
+                    let p = self.v();
+                    self.mov(p, self.ctx);
+                    self.alu(AluOp::Add, p, loc);
+                    self.zero(dst, n);
+                    self.call(
+                        Helper::ProbeReadKernelStr,
+                        &[Arg::Mem(dst), Arg::Imm(n as i32), Arg::R(p)],
+                    );
+                } else if let Some(ArgRead::InlineStr { off, len }) = read {
                     let src = Mem {
                         base: Base::R(self.ctx),
                         off: i32::from(off),

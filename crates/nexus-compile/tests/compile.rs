@@ -57,6 +57,10 @@ const PROGRAMS: &[(&str, &str)] = &[
         r#"interval:ms:100 { printf("%d\n", elapsed); }"#,
     ),
     (
+        "exit and return inside blocks",
+        r#"interval:ms:200 { @i++; if (@i >= 3) { exit(); } else { return; } printf("never\n"); }"#,
+    ),
+    (
         "profile kstack",
         r#"profile:hz:99 { @[cpu] = count(); @k[kstack] = count(); }"#,
     ),
@@ -100,6 +104,10 @@ const PROGRAMS: &[(&str, &str)] = &[
             printf("%d %d %d %d %d %d %d %s %s\n", pid, tid, uid, gid, cpu, nsecs, cgroup,
                    args.prev_comm, args.next_comm);
             @r = rand; @t = curtask; @p = cpid; }"#,
+    ),
+    (
+        "data_loc strings",
+        r#"tracepoint:sched:sched_process_exec { printf("%s %d\n", str(args.filename), args.pid); @[args.filename] = count(); }"#,
     ),
     (
         "tuples",

@@ -60,6 +60,12 @@ pub enum ArgRead {
     },
     /// The syscall number (`args.__syscall_nr`) under raw lowering.
     SyscallNr,
+    /// A `__data_loc char[]` string: a `u32` at `off` locates it in the
+    /// context.
+    DataLocStr {
+        /// Offset of the locator.
+        off: i16,
+    },
 }
 
 /// One `args.NAME`.
@@ -79,6 +85,7 @@ impl ArgField {
             ArgRead::InlineStr { len, .. } => Ty::Str(*len),
             ArgRead::SyscallArg { ty, .. } => ty.clone(),
             ArgRead::SyscallNr => Ty::I64,
+            ArgRead::DataLocStr { .. } => Ty::Str(crate::ty::DEFAULT_STRLEN),
         }
     }
 }

@@ -16,6 +16,12 @@ pub(super) struct Tracepoint;
 fn arg_field(category: &str, f: &TracepointField) -> Option<ArgField> {
     let off = i16::try_from(f.offset).ok()?;
     let read = match (f.array_len(), f.is_char()) {
+        _ if f.is_data_loc() => {
+            if !f.is_char() {
+                return None;
+            }
+            ArgRead::DataLocStr { off }
+        }
         (Some(len), true) => ArgRead::InlineStr { off, len },
         (Some(_), false) => return None,
         (None, _) => {
