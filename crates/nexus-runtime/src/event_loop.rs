@@ -72,16 +72,6 @@ impl std::fmt::Debug for Waiters<'_> {
 /// checks.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
-/// A drain that found at least this many records means records are
-/// streaming in: the loop then sleeps [`BUSY_PAUSE`] instead of waiting on
-/// the ring buffer. Waiting on it under load costs a wakeup (and a context
-/// switch the traced workload pays for) nearly per record, because the
-/// kernel signals the consumer whenever a record lands in an empty buffer.
-const BUSY_RECORDS: usize = 64;
-/// How long records accumulate between drains under load. The ring buffer
-/// holds far more than this much traffic (4 MiB by default).
-const BUSY_PAUSE: Duration = Duration::from_millis(1);
-
 fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -107,7 +97,6 @@ pub fn run<B: Backend>(
     loop {
         // Drain what is there, checking for signals between batches so a
         // flood of records cannot starve ^C.
-        let mut drained = 0;
         loop {
             let n = match dispatcher.drain_once(backend, sink, options.batch_bytes) {
                 Ok(n) => n,
@@ -122,12 +111,10 @@ pub fn run<B: Backend>(
             if let Some(sig) = signals.take() {
                 return Ok(EndReason::Signal(sig));
             }
-            drained += n;
             if n == 0 {
                 break;
             }
         }
-        let busy = drained >= BUSY_RECORDS;
         if last_lost_check.elapsed() >= options.lost_check {
             last_lost_check = Instant::now();
             if !sunk(dispatcher.report_lost(backend, sink))? {
@@ -146,7 +133,7 @@ pub fn run<B: Backend>(
             return Ok(EndReason::ProcessExited);
         }
 
-        let ring = if busy { None } else { backend.ready_fd() };
+        let ring = backend.ready_fd();
         let child_fd = waiters.child.as_deref().and_then(|c| c.exit_fd());
         let mut fds = Vec::with_capacity(3);
         fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
