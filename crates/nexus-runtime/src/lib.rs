@@ -29,6 +29,7 @@ pub mod strftime;
 pub mod text;
 pub mod value;
 pub mod verifier;
+pub mod vm;
 
 pub use backend::{
     AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
@@ -53,3 +54,4 @@ pub use value::{
     Frame, HIST_BUCKETS, Hist, LHist, MapDump, MapKind, MapValue, MergeError, Symbol, Value,
     hist_bucket, lhist_bucket, merge_per_cpu,
 };
+pub use vm::{HostPlatform, VmBackend, VmCatalog};

@@ -7,11 +7,13 @@
 //! hypercalls, page faults, IRQ injection) is driven by a seeded generator
 //! and a mock clock, so the same seed prints the same output.
 
+#[path = "common/hypervisor_sim.rs"]
+mod sim;
+
 use nexus_insn::{AluOp, AtomicOp, Helper, Insn, JmpCond, MapType, Reg, Size, Src};
-use nexus_vm::tracepoint::{TracePoint, TracePointRegistry};
-use nexus_vm::{
-    FieldType, MapSpec, MockPlatform, TaskInfo, Vm, format_log2_hist, progs, trace_point,
-};
+use nexus_vm::tracepoint::TracePointRegistry;
+use nexus_vm::{MapSpec, MockPlatform, TaskInfo, Vm, format_log2_hist, progs};
+use sim::{EXIT_REASONS, TRACEPOINT_NAMES};
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,46 +23,6 @@ const HELPER_GET_CURRENT_VM_ID: i32 = 100;
 const HELPER_GET_CURRENT_VCPU_ID: i32 = 101;
 const HELPER_GET_EXIT_REASON: i32 = 102;
 
-/// VMX basic exit reasons the simulated guests produce, with weights.
-const EXIT_REASONS: &[(u32, &str, u32)] = &[
-    (1, "EXTERNAL_INTERRUPT", 20),
-    (10, "CPUID", 6),
-    (12, "HLT", 14),
-    (18, "VMCALL", 8),
-    (30, "IO_INSTRUCTION", 25),
-    (31, "RDMSR", 4),
-    (32, "WRMSR", 5),
-    (48, "EPT_VIOLATION", 18),
-];
-
-/// xorshift64: small, seedable, good enough to drive a simulation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn exit_reason(&mut self) -> u32 {
-        let total: u32 = EXIT_REASONS.iter().map(|r| r.2).sum();
-        let mut pick = self.below(u64::from(total)) as u32;
-        for &(code, _, w) in EXIT_REASONS {
-            if pick < w {
-                return code;
-            }
-            pick -= w;
-        }
-        EXIT_REASONS[0].0
-    }
-}
-
 /// What the hypervisor helpers report: the vCPU currently being handled.
 #[derive(Default)]
 struct Current {
@@ -69,49 +31,30 @@ struct Current {
     exit_reason: AtomicU64,
 }
 
-struct Tracepoints {
-    vm_create: Arc<TracePoint>,
-    vm_boot: Arc<TracePoint>,
-    vm_shutdown: Arc<TracePoint>,
-    vcpu_run_enter: Arc<TracePoint>,
-    vcpu_run_exit: Arc<TracePoint>,
-    hypercall: Arc<TracePoint>,
-    page_fault: Arc<TracePoint>,
-    irq_inject: Arc<TracePoint>,
+/// Keeps the helpers' view and the mock platform in step with the simulation.
+struct Host<'a> {
+    current: &'a Current,
+    platform: &'a MockPlatform,
 }
 
-fn declare(reg: &TracePointRegistry) -> Result<Tracepoints, Box<dyn Error>> {
-    use FieldType::*;
-    Ok(Tracepoints {
-        vm_create: reg.declare(
-            "vmm:vm_create",
-            &[("vm_id", U32), ("vcpus", U32), ("mem_mb", U64)],
-        )?,
-        vm_boot: reg.declare("vmm:vm_boot", &[("vm_id", U32)])?,
-        vm_shutdown: reg.declare("vmm:vm_shutdown", &[("vm_id", U32), ("exits", U64)])?,
-        vcpu_run_enter: reg.declare("vmm:vcpu_run_enter", &[("vm_id", U32), ("vcpu_id", U32)])?,
-        vcpu_run_exit: reg.declare(
-            "vmm:vcpu_run_exit",
-            &[("vm_id", U32), ("vcpu_id", U32), ("reason", U32)],
-        )?,
-        hypercall: reg.declare(
-            "vmm:hypercall",
-            &[("vm_id", U32), ("vcpu_id", U32), ("nr", U64), ("arg0", U64)],
-        )?,
-        page_fault: reg.declare(
-            "vmm:page_fault",
-            &[
-                ("vm_id", U32),
-                ("vcpu_id", U32),
-                ("gpa", U64),
-                ("write", U8),
-            ],
-        )?,
-        irq_inject: reg.declare(
-            "vmm:irq_inject",
-            &[("vm_id", U32), ("vcpu_id", U32), ("irq", U32)],
-        )?,
-    })
+impl sim::Host for Host<'_> {
+    fn vcpu_scheduled(&self, vm_id: u32, vcpu: u32) {
+        self.platform.set_cpu(vcpu % 4);
+        self.current
+            .vm_id
+            .store(u64::from(vm_id), Ordering::Relaxed);
+        self.current
+            .vcpu_id
+            .store(u64::from(vcpu), Ordering::Relaxed);
+    }
+    fn time_passed(&self, ns: u64) {
+        self.platform.advance_time(ns);
+    }
+    fn exited(&self, reason: u32) {
+        self.current
+            .exit_reason
+            .store(u64::from(reason), Ordering::Relaxed);
+    }
 }
 
 /// `@exits[get_exit_reason()] = count()` — the key comes from helper 102.
@@ -177,13 +120,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(2026);
-    let mut rng = Rng(seed | 1);
     let platform = Arc::new(MockPlatform::new(4));
     platform.set_task(TaskInfo::new(1, 1, 0, 0, "axvisor"));
 
     // Tracepoints the hypervisor declares; all start disabled.
     let registry = TracePointRegistry::new();
-    let tp = declare(&registry)?;
+    let tp = sim::declare(&registry)?;
 
     // The tracing side: one VM with the maps, the hypervisor helpers, programs.
     const EXITS: usize = 0;
@@ -231,15 +173,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     registry.attach("vmm:vcpu_run_exit", Arc::clone(&vm), exit_prog)?;
     registry.attach("vmm:hypercall", Arc::clone(&vm), hcall_prog)?;
     registry.attach("vmm:page_fault", Arc::clone(&vm), pf_prog)?;
-    for name in [
-        "vmm:vm_create",
-        "vmm:vm_boot",
-        "vmm:vm_shutdown",
-        "vmm:vcpu_run_exit",
-        "vmm:hypercall",
-        "vmm:page_fault",
-        "vmm:irq_inject",
-    ] {
+    for name in TRACEPOINT_NAMES
+        .iter()
+        .filter(|n| **n != "vmm:vcpu_run_enter")
+    {
         registry.enable(name)?;
     }
     // vmm:vcpu_run_enter stays disabled: it costs one relaxed load per entry.
@@ -261,57 +198,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // The simulation: 3 VMs with 2 vCPUs each, 400 run/exit rounds per vCPU.
-    let mut total_exits = 0u64;
-    for vm_id in 1..=3u32 {
-        let vcpus = 2u32;
-        trace_point!(tp.vm_create, vm_id, vcpus, 512 * u64::from(vm_id));
-        trace_point!(tp.vm_boot, vm_id);
-        let mut vm_exits = 0u64;
-        for round in 0..400 {
-            for vcpu in 0..vcpus {
-                platform.set_cpu(vcpu % 4);
-                current.vm_id.store(u64::from(vm_id), Ordering::Relaxed);
-                current.vcpu_id.store(u64::from(vcpu), Ordering::Relaxed);
-                trace_point!(tp.vcpu_run_enter, vm_id, vcpu);
-                // Guest runs for a while (log-uniform 200 ns .. ~200 us).
-                let run_ns = 200u64 << rng.below(10);
-                let run_ns = run_ns + rng.below(run_ns);
-                platform.advance_time(run_ns);
-                let reason = rng.exit_reason();
-                current
-                    .exit_reason
-                    .store(u64::from(reason), Ordering::Relaxed);
-                tp.vcpu_run_exit.fire_with_latency(
-                    &[u64::from(vm_id), u64::from(vcpu), u64::from(reason)],
-                    run_ns,
-                );
-                vm_exits += 1;
-                match reason {
-                    18 => {
-                        let nr = rng.below(4);
-                        trace_point!(tp.hypercall, vm_id, vcpu, nr, round);
-                    }
-                    48 => {
-                        let gpa = rng.below(1 << 30) & !0xfff;
-                        let write = rng.below(3) == 0;
-                        let handle_ns = 500 + rng.below(4000);
-                        platform.advance_time(handle_ns);
-                        tp.page_fault.fire_with_latency(
-                            &[u64::from(vm_id), u64::from(vcpu), gpa, u64::from(write)],
-                            handle_ns,
-                        );
-                    }
-                    1 => {
-                        let irq = 32 + rng.below(8) as u32;
-                        trace_point!(tp.irq_inject, vm_id, vcpu, irq);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        trace_point!(tp.vm_shutdown, vm_id, vm_exits);
-        total_exits += vm_exits;
-    }
+    let summary = sim::simulate(
+        &tp,
+        seed,
+        &Host {
+            current: &current,
+            platform: &platform,
+        },
+    );
+    let total_exits = summary.exits.len();
     println!("\nSimulated 3 VMs, {total_exits} VM exits (seed {seed})\n");
 
     let vm = vm.lock().map_err(|_| "VM lock poisoned")?;
