@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of this module's types or of the
 /// record/config layouts they document.
-pub const ARTIFACT_VERSION: u32 = 1;
+///
+/// * 2: config field `stopping` at [`CONFIG_STOPPING`] (`CONFIG_SIZE` 40).
+pub const ARTIFACT_VERSION: u32 = 2;
 
 /// Size of [`RecordHeader`] in bytes; the payload starts right after it.
 pub const RECORD_HEADER_SIZE: u32 = 24;
@@ -40,8 +42,14 @@ pub const CONFIG_SCOPE_ENABLED: u32 = 8;
 pub const CONFIG_CPID: u32 = 16;
 /// `bpf_ktime_get_ns()` when tracing started: the base of `elapsed`.
 pub const CONFIG_START_NS: u32 = 24;
+/// Nonzero once the runtime starts tearing down: every attached probe
+/// program returns at once (right after the syscall filter, before the self
+/// guard's helper call), so probes whose slow detach is handed to the
+/// background do nothing meanwhile. BEGIN runs before it is set and END is
+/// not guarded by it (END runs after it is set).
+pub const CONFIG_STOPPING: u32 = 32;
 /// Size of the config value.
-pub const CONFIG_SIZE: u32 = 32;
+pub const CONFIG_SIZE: u32 = 40;
 
 /// A compiled program with its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +172,7 @@ pub struct ConfigLayout {
 /// One `u64` field of the config value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigField {
-    /// `tracer_tgid`, `scope_enabled`, `cpid`, `start_ns`.
+    /// `tracer_tgid`, `scope_enabled`, `cpid`, `start_ns`, `stopping`.
     pub name: String,
     /// Byte offset.
     pub offset: u32,
@@ -183,6 +191,7 @@ impl Default for ConfigLayout {
                 f("scope_enabled", CONFIG_SCOPE_ENABLED),
                 f("cpid", CONFIG_CPID),
                 f("start_ns", CONFIG_START_NS),
+                f("stopping", CONFIG_STOPPING),
             ],
         }
     }

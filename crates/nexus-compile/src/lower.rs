@@ -3,15 +3,18 @@
 //! space), on top of the maps the checker collected.
 
 use crate::artifact::{
-    CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SIZE, CONFIG_START_NS, CONFIG_TRACER_TGID, EventKind,
-    EventSchema, HIST_SLOTS, MapKind, MapRole, MapSpec, RECORD_HEADER_SIZE, UserMap,
+    CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SIZE, CONFIG_START_NS, CONFIG_STOPPING,
+    CONFIG_TRACER_TGID, EventKind, EventSchema, HIST_SLOTS, MapKind, MapRole, MapSpec,
+    RECORD_HEADER_SIZE, UserMap,
 };
 use crate::check::{Agg, MapDecl, MapVal, Typer, Unit, const_int, map_name};
 use crate::ir::{Base, Func, Label, Op, Opnd, R, Slot};
 use crate::providers::{ArgRead, CtxRead};
 use crate::ty::{COMM_LEN, Space, Ty, layout_fields};
 use nexus_insn::{AluOp, Helper, JmpCond, Size};
-use nexus_lang::ast::{BinOp, Expr, ExprKind, LValue, MapAccess, Stmt, StmtKind, UnaryOp};
+use nexus_lang::ast::{
+    BinOp, Expr, ExprKind, LValue, MapAccess, ProbeKind, Stmt, StmtKind, UnaryOp,
+};
 use nexus_lang::{Diagnostic, Span};
 use std::collections::{BTreeMap, HashMap};
 
@@ -527,6 +530,12 @@ impl<'a> Lower<'a> {
         if self.unit.provider.sees_tracer() {
             self.line(probe_span, "self guard");
             self.guard();
+        } else if !matches!(self.unit.kind, ProbeKind::Begin | ProbeKind::End) {
+            // BEGIN runs before `stopping` is set and END after: only
+            // attached probes are quiesced.
+            self.line(probe_span, "quiesce check");
+            let cfg = self.config_mem();
+            self.quiesce_check(cfg);
         }
         let scratch_at = self.f.ops.len();
         self.init_vars();
@@ -636,19 +645,33 @@ impl<'a> Lower<'a> {
         self.br(JmpCond::Eq, mask, 0, self.exit);
     }
 
-    fn guard(&mut self) {
-        let pt = self.call(Helper::GetCurrentPidTgid, &[]);
-        self.alu(AluOp::Rsh, pt, 32);
+    /// The config map's value (a direct map-value pointer: no helper call).
+    fn config_mem(&mut self) -> Mem {
         let cfg = self.v();
         self.op(Op::MapValue {
             dst: cfg,
             map: self.res.config,
             off: 0,
         });
-        let cfg_mem = Mem {
+        Mem {
             base: Base::R(cfg),
             off: 0,
-        };
+        }
+    }
+
+    /// Return at once while the runtime tears down (`stopping` set).
+    fn quiesce_check(&mut self, cfg: Mem) {
+        let stopping = self.v();
+        self.load(Size::DW, stopping, cfg.at(CONFIG_STOPPING));
+        self.br(JmpCond::Ne, stopping, 0, self.exit);
+    }
+
+    /// The quiesce check, then the self guard (and the scope check).
+    fn guard(&mut self) {
+        let cfg_mem = self.config_mem();
+        self.quiesce_check(cfg_mem);
+        let pt = self.call(Helper::GetCurrentPidTgid, &[]);
+        self.alu(AluOp::Rsh, pt, 32);
         let t = self.v();
         self.load(Size::DW, t, cfg_mem.at(CONFIG_TRACER_TGID));
         self.br(JmpCond::Eq, pt, t, self.exit);

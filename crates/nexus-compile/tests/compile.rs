@@ -907,3 +907,145 @@ fn kprobes_compile_and_verify_where_the_catalog_has_them() {
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
     }
 }
+
+/// Load every program of `a` and attach the raw and classic tracepoint
+/// ones; BEGIN/END programs are loaded and returned by name for
+/// `BPF_PROG_TEST_RUN`.
+fn load_and_attach(
+    a: &Artifact,
+    maps: &[Map],
+) -> (Vec<nexus_kernel::Link>, Vec<(String, Program)>) {
+    let mut links = Vec::new();
+    let mut special = Vec::new();
+    for p in &a.programs {
+        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
+        let prog = Program::load(&spec, maps)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
+        for at in &p.attach {
+            let target = match at {
+                nexus_compile::AttachSpec::RawTracepoint { event } => {
+                    nexus_kernel::AttachTarget::RawTracepoint {
+                        name: event.clone(),
+                    }
+                }
+                nexus_compile::AttachSpec::Tracepoint { category, event } => {
+                    nexus_kernel::AttachTarget::Tracepoint {
+                        category: category.clone(),
+                        name: event.clone(),
+                    }
+                }
+                _ => continue,
+            };
+            links.push(
+                nexus_kernel::attach(&prog, &target)
+                    .unwrap_or_else(|e| panic!("{}: attach {at:?}: {e}", p.name)),
+            );
+        }
+        special.push((p.name.clone(), prog));
+    }
+    (links, special)
+}
+
+/// The index of user map `name`.
+fn user_map(a: &Artifact, name: &str) -> usize {
+    a.maps
+        .iter()
+        .position(|m| matches!(&m.role, MapRole::User(u) if u.name == name))
+        .unwrap_or_else(|| panic!("no map {name}"))
+}
+
+/// Sum of a keyless per-CPU `count()` (0 when never written).
+fn keyless_count(maps: &[Map], index: usize) -> u64 {
+    maps[index]
+        .lookup_percpu(&[0u8; 8])
+        .unwrap()
+        .map(|cpus| cpus.iter().map(|v| u64_at(v, 0)).sum())
+        .unwrap_or(0)
+}
+
+/// Set the config value's `u64` at `off` (the rest stays as it was).
+fn set_config(a: &Artifact, maps: &[Map], off: u32, value: u64) {
+    let i = a.map_with_role(&MapRole::Config).unwrap();
+    let key = 0u32.to_le_bytes();
+    let mut v = maps[i].lookup(&key).unwrap().unwrap();
+    v[off as usize..off as usize + 8].copy_from_slice(&value.to_le_bytes());
+    maps[i]
+        .update(&key, &v, nexus_kernel::UpdateFlags::Any)
+        .unwrap();
+}
+
+#[test]
+fn stopping_quiesces_attached_probes_but_not_end() {
+    // Every program but END carries the check (interval has no self guard).
+    let sample = r#"tracepoint:syscalls:sys_enter_read { @r = count(); }
+        interval:s:100 { @i = count(); } END { printf("end\n"); }"#;
+    let a = compile_source(sample, &MemoryCatalog::sample(), &options()).unwrap();
+    for p in &a.programs {
+        let has = p.line_table.iter().any(|l| l.what == "quiesce check")
+            || p.line_table.iter().any(|l| l.what == "self guard");
+        assert_eq!(
+            has,
+            !p.attach.contains(&nexus_compile::AttachSpec::End),
+            "{}",
+            p.name
+        );
+    }
+    assert_eq!(a.config.size, 40);
+    assert!(
+        a.config
+            .fields
+            .iter()
+            .any(|f| f.name == "stopping" && f.offset == 32)
+    );
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let src = r#"
+        tracepoint:syscalls:sys_enter_getppid /pid == $1/ { @raw = count(); }
+        tracepoint:sched:sched_process_fork /pid == $1/ { @classic = count(); }
+        END { printf("end\n"); }"#;
+    let opts = CompileOptions {
+        params: vec![std::process::id().to_string()],
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let maps = create_maps(&a);
+    let events = a.map_with_role(&MapRole::Events).unwrap();
+    let mut ring = nexus_kernel::ringbuf::RingBuf::new(&maps[events]).unwrap();
+    let (links, progs) = load_and_attach(&a, &maps);
+    let (raw, classic) = (user_map(&a, "@raw"), user_map(&a, "@classic"));
+    let fork_and_ppid = || {
+        for _ in 0..5 {
+            // getppid(2): glibc does not cache it, so each call is a syscall.
+            let _ = std::os::unix::process::parent_id();
+        }
+        std::process::Command::new("true").status().unwrap();
+    };
+    set_config(&a, &maps, nexus_compile::CONFIG_STOPPING, 1);
+    fork_and_ppid();
+    assert_eq!(
+        keyless_count(&maps, raw),
+        0,
+        "raw tracepoint ran while stopping"
+    );
+    assert_eq!(
+        keyless_count(&maps, classic),
+        0,
+        "tracepoint ran while stopping"
+    );
+    set_config(&a, &maps, nexus_compile::CONFIG_STOPPING, 0);
+    fork_and_ppid();
+    assert!(keyless_count(&maps, raw) >= 5);
+    assert!(keyless_count(&maps, classic) >= 1);
+    set_config(&a, &maps, nexus_compile::CONFIG_STOPPING, 1);
+    let (_, end) = progs
+        .iter()
+        .find(|(n, _)| n.starts_with("end"))
+        .expect("END program");
+    end.test_run(&[], None).unwrap();
+    drop(links);
+    let mut records = 0;
+    ring.drain(|_| records += 1);
+    assert_eq!(records, 1, "END must run while stopping");
+}
