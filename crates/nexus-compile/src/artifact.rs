@@ -266,6 +266,17 @@ pub enum MapRole {
     /// A user map `@name`.
     User(UserMap),
     /// The ring buffer every event record goes to.
+    ///
+    /// **Wakeup contract.** Output records ([`EventKind::is_output`]:
+    /// `printf`, `print(value)`) are submitted with `BPF_RB_NO_WAKEUP`
+    /// while the buffer holds at most [`wakeup_threshold`] unread bytes
+    /// (an eighth of it), and with `BPF_RB_FORCE_WAKEUP` above that; every
+    /// other record (`exit`, `print(@map)`, `clear`, `zero`, `time`) is
+    /// submitted with `BPF_RB_FORCE_WAKEUP`. A consumer must therefore not
+    /// sleep on the ring buffer's fd alone: it polls with a short timeout
+    /// (10–50 ms) and drains whatever is there when the timeout expires,
+    /// which bounds the delay of a low-rate printf, while a flood wakes it
+    /// once per eighth of a buffer instead of once per record.
     Events,
     /// Array, one entry (key `0u32`), value laid out as [`ConfigLayout`].
     Config,
@@ -738,6 +749,21 @@ pub struct EventSchema {
     pub size: u32,
     /// The statement that emits it.
     pub span: SrcSpan,
+}
+
+/// Unread bytes in an events ring buffer of `size` bytes above which an
+/// output record wakes the consumer (see [`MapRole::Events`]).
+pub const fn wakeup_threshold(size: u32) -> u32 {
+    size / 8
+}
+
+impl EventKind {
+    /// True for records that only produce output (`printf`,
+    /// `print(value)`): they may be submitted without a wakeup. Control
+    /// records always wake the consumer at once.
+    pub fn is_output(&self) -> bool {
+        matches!(self, EventKind::Printf { .. } | EventKind::PrintValue)
+    }
 }
 
 /// The action a record stands for.

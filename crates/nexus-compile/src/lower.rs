@@ -26,6 +26,12 @@ pub const STACK_BUDGET: u32 = 384;
 pub const SMALL_STACK_BUDGET: u32 = 64;
 /// `BPF_NOEXIST`.
 const BPF_NOEXIST: i32 = 1;
+/// `bpf_ringbuf_query` flag: unconsumed bytes.
+const BPF_RB_AVAIL_DATA: i32 = 0;
+/// `bpf_ringbuf_submit` flag: do not wake the consumer.
+const BPF_RB_NO_WAKEUP: i32 = 1;
+/// `bpf_ringbuf_submit` flag: wake the consumer even if it is behind.
+const BPF_RB_FORCE_WAKEUP: i32 = 2;
 /// `BPF_F_USER_STACK` for `bpf_get_stackid`.
 const BPF_F_USER_STACK: i32 = 1 << 8;
 /// Frames kept per stack.
@@ -1171,6 +1177,7 @@ impl<'a> Lower<'a> {
             .map(|(i, t)| (i.to_string(), t))
             .collect();
         let (fields, size) = layout_fields(named.into_iter()).unwrap_or_default();
+        let output = kind.is_output();
         let id = self.res.event(kind, fields.clone(), size, span);
         let total = RECORD_HEADER_SIZE + size;
         let rec = self.v();
@@ -1199,7 +1206,14 @@ impl<'a> Lower<'a> {
         for ((a, t), f) in args.iter().zip(&tys).zip(&fields) {
             self.write_into(a, t, at(RECORD_HEADER_SIZE + f.offset));
         }
-        self.call(Helper::RingbufSubmit, &[Arg::R(rec), Arg::Imm(0)]);
+        if output {
+            self.submit_output(rec);
+        } else {
+            self.call(
+                Helper::RingbufSubmit,
+                &[Arg::R(rec), Arg::Imm(BPF_RB_FORCE_WAKEUP)],
+            );
+        }
         self.op(Op::Jmp(done));
         self.op(Op::Label(dropped));
         let key = self.alloc(8);
@@ -1218,6 +1232,27 @@ impl<'a> Lower<'a> {
         self.alu(AluOp::Add, t, 1);
         self.store(Size::DW, cnt, t);
         self.op(Op::Label(done));
+    }
+
+    /// Submit an output record (printf, print of a value) without waking
+    /// the consumer unless the buffer holds more than
+    /// [`crate::artifact::wakeup_threshold`] unread bytes: under a flood a
+    /// wakeup per record costs more than the record (see the Events role).
+    fn submit_output(&mut self, rec: R) {
+        let ring = self.res.ringbuf;
+        let size = self.res.maps[ring as usize].max_entries;
+        let threshold = i32::try_from(crate::artifact::wakeup_threshold(size)).unwrap_or(i32::MAX);
+        let avail = self.call(
+            Helper::RingbufQuery,
+            &[Arg::Map(ring), Arg::Imm(BPF_RB_AVAIL_DATA)],
+        );
+        let flags = self.v();
+        self.mov(flags, BPF_RB_NO_WAKEUP);
+        let quiet = self.label();
+        self.br(JmpCond::Le, avail, threshold, quiet);
+        self.mov(flags, BPF_RB_FORCE_WAKEUP);
+        self.op(Op::Label(quiet));
+        self.call(Helper::RingbufSubmit, &[Arg::R(rec), Arg::R(flags)]);
     }
 
     fn zero(&mut self, m: Mem, len: u32) {

@@ -1049,3 +1049,69 @@ fn stopping_quiesces_attached_probes_but_not_end() {
     ring.drain(|_| records += 1);
     assert_eq!(records, 1, "END must run while stopping");
 }
+
+/// How long `poll(2)` on the events ring buffer sleeps (up to 1 s) while
+/// the program compiled from `src` (with `ringbuf_size`) sees `calls`
+/// getppid(2) calls of this process, issued once the poller sleeps.
+fn ringbuf_poll_wait(src: &str, ringbuf_size: u32, calls: usize) -> Option<std::time::Duration> {
+    use std::os::fd::AsRawFd;
+    if let Err(why) = kernel_available() {
+        skip_or_fail(&why);
+        return None;
+    }
+    let opts = CompileOptions {
+        params: vec![std::process::id().to_string()],
+        ringbuf_size,
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let maps = create_maps(&a);
+    let events = a.map_with_role(&MapRole::Events).unwrap();
+    let (links, _) = load_and_attach(&a, &maps);
+    let fd = maps[events].as_raw_fd();
+    let waiter = std::thread::spawn(move || {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let start = std::time::Instant::now();
+        // SAFETY: `p` is one valid pollfd for the duration of the call; the
+        // map (and so `fd`) outlives this thread, which is joined below.
+        unsafe { libc::poll(&mut p, 1, 1000) };
+        start.elapsed()
+    });
+    // Let the waiter go to sleep in poll first.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    for _ in 0..calls {
+        let _ = std::os::unix::process::parent_id();
+    }
+    let waited = waiter.join().unwrap();
+    drop(links);
+    Some(waited)
+}
+
+#[test]
+fn printf_records_wake_the_consumer_only_when_the_buffer_fills() {
+    let printf = r#"tracepoint:syscalls:sys_enter_getppid /pid == $1/ { printf("%d\n", 1); }"#;
+    let exit = r#"tracepoint:syscalls:sys_enter_getppid /pid == $1/ { exit(); }"#;
+    // A few printf records stay below the threshold: no wakeup, poll
+    // sleeps until its timeout.
+    let Some(quiet) = ringbuf_poll_wait(printf, 1 << 22, 3) else {
+        return;
+    };
+    assert!(
+        quiet.as_millis() >= 900,
+        "printf woke the consumer after {quiet:?}"
+    );
+    // exit() always wakes at once.
+    let woken = ringbuf_poll_wait(exit, 1 << 22, 1).unwrap();
+    assert!(woken.as_millis() < 800, "exit() did not wake: {woken:?}");
+    // 200 records of 32 bytes fill more than an eighth of 16 KiB.
+    let full = ringbuf_poll_wait(printf, 1 << 14, 200).unwrap();
+    assert!(
+        full.as_millis() < 800,
+        "a filling buffer did not wake: {full:?}"
+    );
+}
