@@ -23,6 +23,24 @@ GNU_TIME = "/usr/bin/time"
 PIN_CPU = os.environ.get("BENCH_CPU", "1")
 DD = "/usr/bin/dd if=/dev/zero of=/dev/null bs=1 count=1000000"
 PINNED_DD = f"/usr/bin/taskset -c {PIN_CPU} {DD}"
+# dd's own CPU time (user + sys) is written here by an inner GNU time. The
+# BPF programs run in dd's context at syscall entry, so their cost is dd's
+# system time, and, unlike wall time, it doesn't grow when other work on
+# this shared machine preempts dd.
+DD_CPU_FILE = os.path.join(tempfile.gettempdir(), "bench-dd-cpu")
+# No spaces or quotes: bpftrace -c splits the command on blanks.
+TIMED_DD = f"{GNU_TIME} -f %U,%S -o {DD_CPU_FILE} {PINNED_DD}"
+
+
+def dd_cpu_seconds():
+    """user + sys of the last TIMED_DD run (None when it didn't write them)."""
+    try:
+        with open(DD_CPU_FILE) as f:
+            user, sys_ = f.read().split()[-1].split(",")
+        os.unlink(DD_CPU_FILE)
+        return float(user) + float(sys_)
+    except (OSError, ValueError):
+        return None
 
 
 def die(msg):
@@ -57,7 +75,14 @@ def bpfnexus_binary():
     os.makedirs(dst_dir, exist_ok=True)
     dst = os.path.join(dst_dir, "bpfnexus")
     shutil.copy2(src, dst)
+    global BINARY_REVISION
+    BINARY_REVISION = git_revision()
     return dst
+
+
+# The tree's revision when the binary was copied (the tree may move on while
+# the benchmark runs; the binary doesn't).
+BINARY_REVISION = None
 
 
 def tool_version(cmd):
@@ -96,7 +121,7 @@ def machine():
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "loadavg_start": os.getloadavg(),
-        "git": git_revision(),
+        "git_at_binary_copy": BINARY_REVISION,
     }
 
 

@@ -6,8 +6,12 @@ Workload: the pinned `dd bs=1 count=1000000` of bench/count.py. Programs:
   * bpfnexus -o FILE -c DD -e 'tracepoint:raw_syscalls:sys_enter { printf("%d %d\\n", pid, args->id); }'
     (probes are scoped to the command's process tree by default);
   * bpftrace -o FILE -c DD with the same program plus `/pid == cpid/`, so it
-    prints the same events (system-wide it would also print the syscalls of
+    prints dd's events (system-wide it would also print the syscalls of
     its own writes to FILE, a feedback loop).
+
+bpftrace's filtered run has no inner GNU time (cpid must be dd), so no dd
+CPU time. bpfnexus's own CPU time (GNU time around it) excludes dd: it does
+not reap dd with wait4, so dd's rusage is not added to its own.
 
 Reported per tool: events written (lines `<pid> <id>` in FILE), events the
 tool says it lost (`Lost N events` lines, in FILE or on its terminal
@@ -26,7 +30,9 @@ import benchlib as b
 
 FMT = 'printf("%d %d\\n", pid, args->id);'
 PROG = f"tracepoint:raw_syscalls:sys_enter {{ {FMT} }}"
-PROG_CPID = f"tracepoint:raw_syscalls:sys_enter /pid == cpid/ {{ {FMT} }}"
+# Only dd: run without the inner GNU time, so that cpid is dd (taskset execs
+# it). A `comm == "dd"` filter also caught other helpers' dd processes.
+PROG_CPID = f'tracepoint:raw_syscalls:sys_enter /pid == cpid/ {{ {FMT} }}'
 EVENT_LINE = re.compile(rb"^\d+ \d+$", re.M)
 LOST_LINE = re.compile(rb"Lost (\d+) events")
 
@@ -58,6 +64,7 @@ def main():
                 return None
             m = re.search(r"copied, ([\d.]+) s", r["output"])
             r["dd_s"] = float(m.group(1)) if m else None
+            r["dd_cpu_s"] = b.dd_cpu_seconds()
             r["written"], r["lost"], r["bytes"] = scan(out_file, r["output"])
             r["events_per_s"] = r["written"] / r["wall_s"]
             del r["output"]
@@ -65,20 +72,23 @@ def main():
         return go
 
     subjects = {
-        "untraced dd": lambda _i: b.run(b.PINNED_DD.split()),
-        "bpfnexus": subject([nexus, "-o", out_file, "-c", b.PINNED_DD, "-e", PROG]),
+        "untraced dd": lambda _i: dict(b.run(b.TIMED_DD.split()), dd_cpu_s=b.dd_cpu_seconds()),
+        "bpfnexus": subject([nexus, "-o", out_file, "-c", b.TIMED_DD, "-e", PROG]),
         "bpftrace /pid == cpid/": subject(["bpftrace", "-o", out_file, "-c", b.PINNED_DD, "-e", PROG_CPID]),
     }
     print(f"== printf on every syscall of dd ({rounds} rounds, bpftrace {peer_runs})", file=sys.stderr)
     res = b.interleaved(subjects, rounds, runs_of={"bpftrace /pid == cpid/": peer_runs})
     base = b.summary([r["wall_s"] for r in res["untraced dd"]])
     data = {"machine": b.machine(), "bpftrace": b.tool_version(["bpftrace", "--version"]),
-            "workload": b.PINNED_DD, "programs": {"bpfnexus": PROG, "bpftrace": PROG_CPID},
-            "untraced_wall_s": base, "subjects": {}}
+            "workload": b.TIMED_DD, "programs": {"bpfnexus": PROG, "bpftrace": PROG_CPID},
+            "untraced_wall_s": base,
+            "untraced_dd_cpu_s": b.summary([r["dd_cpu_s"] for r in res["untraced dd"] if r["dd_cpu_s"]]),
+            "subjects": {}}
     for name in ("bpfnexus", "bpftrace /pid == cpid/"):
         runs = res[name]
         s = {"wall_s": b.summary([r["wall_s"] for r in runs]),
              "dd_s": b.summary([r["dd_s"] for r in runs if r["dd_s"]]),
+             "dd_cpu_s": b.summary([r["dd_cpu_s"] for r in runs if r["dd_cpu_s"]]),
              "cpu_s": b.summary([r["user_s"] + r["sys_s"] for r in runs]),
              "sys_s": b.summary([r["sys_s"] for r in runs]),
              "rss_mb": b.summary([r["rss_mb"] for r in runs]),
@@ -109,7 +119,10 @@ def report(data):
               f"sys {s['sys_s']['median']:.2f} s")
         print(f"  {'':<24} written {b.fmt_range(s['written'], 1, 0)}  lost {b.fmt_range(s['lost'], 1, 0)}  "
               f"written+lost {s['written_plus_lost']['median']:.0f}  lossless runs {s['lossless_runs']}/{s['wall_s']['n']}")
-        print(f"  {'':<24} events/s {b.fmt_range(s['events_per_s'], 1e-3, 0)} k")
+        dd_cpu = (f"dd CPU {b.fmt_range(s['dd_cpu_s'], 1, 2)} s "
+                  f"(untraced {data['untraced_dd_cpu_s']['median']:.2f})   " if s["dd_cpu_s"] else "")
+        print(f"  {'':<24} events/s {b.fmt_range(s['events_per_s'], 1e-3, 0)} k   {dd_cpu}"
+              f"tool CPU {s['cpu_s']['median']:.2f} s")
     if "rate_ratio" in data:
         r = data["rate_ratio"]
         print(f"rate bpfnexus/bpftrace: {r:.1f}x (target >= 10x: {'met' if r >= 10 else 'MISSED'}; "

@@ -44,7 +44,8 @@ def main():
             target = "<= 1.5x untraced" if name.startswith("bpfnexus") else "(peer)"
             ok = verdict(t["wall_ratio"] <= 1.5) if name.startswith("bpfnexus") else ""
             rows.append((f"count dd syscalls, {name}",
-                         f"{t['wall_s']['median']:.3f} s ({t.get('ns_per_syscall_wall', 0):.0f} ns/syscall)",
+                         f"{t['wall_s']['median']:.3f} s ({t.get('ns_per_syscall_wall', 0):.0f} ns/syscall wall, "
+                         f"{t.get('ns_per_syscall_cpu', 0):.0f} dd CPU)",
                          f"untraced {base:.3f} s", f"{t['wall_ratio']:.2f}x", target, ok))
     pf = load("printf")
     if pf and "rate_ratio" in pf:
