@@ -428,9 +428,13 @@ pub fn workload() -> Result<PathBuf, String> {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("creating {}: {e}", dir.display()))?;
             let out = dir.join("nexus_workload");
-            // Both test binaries may build at once: build under a private
-            // name and rename, which replaces the file atomically.
-            let tmp = dir.join(format!("nexus_workload.{}", std::process::id()));
+            // Both test binaries may build at once, and rustc's intermediate
+            // files are named after the crate: build in a private directory,
+            // then rename, which replaces the binary atomically.
+            let private = dir.join(format!("build-{}", std::process::id()));
+            std::fs::create_dir_all(&private)
+                .map_err(|e| format!("creating {}: {e}", private.display()))?;
+            let tmp = private.join("nexus_workload");
             let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
             let o = Command::new(rustc)
                 .args(["--edition", "2021", "-O", "-C", "strip=none", "-o"])
@@ -446,6 +450,7 @@ pub fn workload() -> Result<PathBuf, String> {
                 ));
             }
             std::fs::rename(&tmp, &out).map_err(|e| format!("renaming the workload: {e}"))?;
+            let _ = std::fs::remove_dir_all(&private);
             Ok(out)
         })
         .clone()
