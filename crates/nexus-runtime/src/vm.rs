@@ -376,12 +376,9 @@ impl Backend for VmBackend<'_> {
         // The VM's ring buffer is drained whole: it is a bounded buffer in
         // our own memory, so copying it out at once frees all of it for the
         // programs before the records are dispatched.
-        let vm = Arc::clone(&self.vm);
-        let mut vm = vm.lock().unwrap_or_else(|e| e.into_inner());
-        match vm.drain_ringbuf(i, |r| batch.push(r)) {
-            Ok(n) => n,
-            Err(_) => 0,
-        }
+        let mut vm = self.vm.lock().unwrap_or_else(|e| e.into_inner());
+        // `events` is the Artifact's ring buffer, created as one in `load`.
+        vm.drain_ringbuf(i, |r| batch.push(r)).unwrap_or_default()
     }
 
     fn map_entries(&mut self, index: usize) -> Result<Vec<RawEntry>, BackendError> {
