@@ -195,7 +195,7 @@ fn vm_output_of_fixtures_is_exact() {
     ));
     assert_eq!(
         out,
-        format!("Attaching 1 probe...\npid={}\n", std::process::id())
+        format!("Attaching 1 probe...\npid={}\n\n\n", std::process::id())
     );
 }
 
