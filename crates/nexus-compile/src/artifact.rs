@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 /// Bumped on every incompatible change of this module's types or of the
 /// record/config layouts they document.
 ///
-/// * 2: config field `stopping` at [`CONFIG_STOPPING`] (`CONFIG_SIZE` 40).
+/// * 2: config field `stopping` at [`CONFIG_STOPPING`] (`CONFIG_SIZE` 40);
+///   [`ProgramSpec::probe_count`].
 pub const ARTIFACT_VERSION: u32 = 2;
 
 /// Size of [`RecordHeader`] in bytes; the payload starts right after it.
@@ -106,6 +107,13 @@ impl Artifact {
     /// The index of the first map with `role`, if any.
     pub fn map_with_role(&self, role: &MapRole) -> Option<usize> {
         self.maps.iter().position(|m| &m.role == role)
+    }
+
+    /// The number bpftrace prints in `Attaching N probes...`: every attach
+    /// point after wildcard expansion, BEGIN and END included, however the
+    /// compiler grouped or lowered them into programs.
+    pub fn attach_point_count(&self) -> u32 {
+        self.programs.iter().map(|p| p.probe_count).sum()
     }
 
     /// The schema of an event id read from a record header.
@@ -519,6 +527,13 @@ pub struct ProgramSpec {
     pub attach: Vec<AttachSpec>,
     /// Program type and, for tracing programs, the attach type.
     pub prog_type: ProgKind,
+    /// How many attach points of the source (after wildcard expansion,
+    /// before lowering) this program stands for, as bpftrace counts them
+    /// in `Attaching N probes...`: a program on the `sys_enter` raw
+    /// tracepoint that serves 20 `syscalls:sys_enter_*` tracepoints counts
+    /// 20; BEGIN and END count 1; the generated scope-tracking programs 0.
+    #[serde(default)]
+    pub probe_count: u32,
     /// The bytecode; serialised as hex of the kernel encoding.
     #[serde(with = "insn_hex")]
     pub insns: Vec<Insn>,
@@ -875,6 +890,7 @@ mod tests {
                 probe_text: "BEGIN".into(),
                 attach: vec![AttachSpec::Begin],
                 prog_type: ProgKind::RawTracepoint,
+                probe_count: 1,
                 insns,
                 line_table: vec![LineEntry {
                     insn: 0,

@@ -350,6 +350,7 @@ struct Head {
     probe_text: String,
     attach: Vec<AttachSpec>,
     prog_type: ProgKind,
+    probe_count: u32,
 }
 
 fn finish(
@@ -364,6 +365,7 @@ fn finish(
         probe_text,
         attach,
         prog_type,
+        probe_count,
     } = head;
     let alloc = regalloc::allocate(f).map_err(|e| {
         Diagnostic::error(Span::default(), format!("program `{probe_text}`: {e}"))
@@ -389,6 +391,7 @@ fn finish(
         probe_text,
         attach,
         prog_type,
+        probe_count,
         insns: out.insns,
         line_table,
     })
@@ -421,6 +424,7 @@ pub fn compile(
             probe_text: u.probe_text.clone(),
             attach,
             prog_type: u.prog_kind(),
+            probe_count: u32::try_from(u.expanded.len()).unwrap_or(u32::MAX),
         };
         match finish(head, f, &index, src) {
             Ok(p) => programs.push(p),
@@ -494,6 +498,7 @@ fn scope_programs(
                 event: event.into(),
             }],
             prog_type: ProgKind::Tracepoint,
+            probe_count: 0,
         };
         out.push(finish(head, &f, index, src)?);
     }

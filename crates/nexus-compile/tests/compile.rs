@@ -1115,3 +1115,32 @@ fn printf_records_wake_the_consumer_only_when_the_buffer_fills() {
         "a filling buffer did not wake: {full:?}"
     );
 }
+
+#[test]
+fn attach_point_count_is_bpftraces_probe_count() {
+    let opts = CompileOptions {
+        scope: true,
+        ..options()
+    };
+    let count = |src: &str| {
+        let a = compile_source(src, &MemoryCatalog::sample(), &opts)
+            .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+        (a.attach_point_count(), a.programs.len())
+    };
+    // Three syscall tracepoints share one raw program; BEGIN and END
+    // count; the two scope-tracking programs do not.
+    assert_eq!(
+        count("tracepoint:syscalls:sys_enter_* { @[probe] = count(); } BEGIN { } END { }"),
+        (5, 5)
+    );
+    // Enter and exit: two raw programs, two attach points.
+    assert_eq!(
+        count(
+            "tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_exit_read { @ = count(); }"
+        ),
+        (2, 4)
+    );
+    // Wildcard uprobes that need their own program each.
+    assert_eq!(count("uprobe:libc:*alloc { @[probe] = count(); }"), (3, 5));
+    assert_eq!(count("profile:hz:99 { @ = count(); }"), (1, 3));
+}
