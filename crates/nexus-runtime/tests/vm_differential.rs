@@ -441,5 +441,24 @@ fn programs_the_vm_cannot_attach_are_refused_with_the_reason() {
     )
     .expect_err("typo");
     let text = nexus_lang::render_all(&err, "t", "tracepoint:vmm:vcpu_run_exitt { @ = count(); }");
-    assert!(text.contains("vcpu_run_exit"), "did-you-mean hint: {text}");
+    assert!(
+        text.contains("did you mean `vmm:vcpu_run_exit`?"),
+        "did-you-mean hint: {text}"
+    );
+    // Probe kinds the compiler accepts without a catalog are refused when
+    // the backend loads, before anything runs.
+    for (src, kind) in [
+        ("interval:s:1 { exit(); }", "interval"),
+        ("kprobe:vfs_read { @ = count(); }", "kprobe"),
+    ] {
+        let artifact = nexus_compile::compile_source(src, &catalog, &CompileOptions::default())
+            .expect("compiles");
+        let err = VmBackend::load(artifact, &registry, Arc::new(HostPlatform::new()))
+            .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("{kind} probes are not available in the VM")),
+            "{err}"
+        );
+    }
 }
