@@ -15,8 +15,8 @@ use crate::backend::{
     AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
 };
 use nexus_compile::{
-    Artifact, AttachSpec, BtfArg, CatalogError, MapKind, MapRole, ProbeCatalog, ProgramSpec,
-    TracepointField, glob_match,
+    Artifact, AttachSpec, BtfArg, CatalogError, MapKind, MapRole, ProbeCatalog, TracepointField,
+    glob_match,
 };
 use nexus_vm::{
     FieldType, MapSpec, Platform, ProgramId, RealPlatform, SharedVm, TaskInfo, TracePoint,
@@ -105,6 +105,8 @@ pub struct VmBackend<'r> {
     config: Option<usize>,
     scope: Option<usize>,
     drops: Option<usize>,
+    /// What `start_detach` released, reported by `detach`.
+    detached: Option<DetachReport>,
 }
 
 fn map_spec(spec: &nexus_compile::MapSpec) -> Result<MapSpec, BackendError> {
@@ -158,12 +160,6 @@ fn attach_kind(spec: &AttachSpec) -> &'static str {
     }
 }
 
-/// True for the programs the compiler generates for its own bookkeeping,
-/// which bpftrace would not count as probes (as in the kernel backend).
-fn is_internal(spec: &ProgramSpec) -> bool {
-    spec.probe_text.is_empty() || spec.probe_index == u32::MAX
-}
-
 impl<'r> VmBackend<'r> {
     /// Create the Artifact's maps in a VM on `platform`, load every
     /// program (nothing is attached yet) and check that every attach point
@@ -208,6 +204,7 @@ impl<'r> VmBackend<'r> {
             vm: Arc::new(Mutex::new(vm)),
             programs,
             attachments: Vec::new(),
+            detached: None,
         })
     }
 
@@ -348,12 +345,7 @@ impl Backend for VmBackend<'_> {
     }
 
     fn probe_count(&self) -> usize {
-        self.artifact
-            .programs
-            .iter()
-            .filter(|p| !is_internal(p))
-            .map(|p| p.attach.len())
-            .sum()
+        self.artifact.attach_point_count() as usize
     }
 
     fn run_begin(&mut self) -> Result<(), BackendError> {
@@ -456,7 +448,30 @@ impl Backend for VmBackend<'_> {
         }))
     }
 
+    fn start_detach(&mut self) {
+        // Detaching a static tracepoint takes microseconds (it waits only
+        // for a run in progress), so there is nothing to overlap: detach
+        // now, and END and the final maps see no further events.
+        let report = self.detach_now();
+        let earlier = self.detached.take().unwrap_or_default();
+        self.detached = Some(DetachReport {
+            links: earlier.links + report.links,
+            elapsed: earlier.elapsed + report.elapsed,
+        });
+    }
+
     fn detach(&mut self) -> DetachReport {
+        let report = self.detach_now();
+        let earlier = self.detached.take().unwrap_or_default();
+        DetachReport {
+            links: earlier.links + report.links,
+            elapsed: earlier.elapsed + report.elapsed,
+        }
+    }
+}
+
+impl VmBackend<'_> {
+    fn detach_now(&mut self) -> DetachReport {
         let start = Instant::now();
         let n = self.attachments.len();
         for a in self.attachments.drain(..) {
@@ -475,9 +490,7 @@ impl Backend for VmBackend<'_> {
 
 impl Drop for VmBackend<'_> {
     fn drop(&mut self) {
-        if !self.attachments.is_empty() {
-            self.detach();
-        }
+        self.detach_now();
     }
 }
 
@@ -665,6 +678,54 @@ mod tests {
         assert!(cat.kernel_functions("vfs_*").is_err());
         assert!(cat.kernel_function_args("vfs_read").is_err());
         assert_eq!(cat.syscall_number("read"), None);
+    }
+
+    #[test]
+    fn attach_enables_and_detach_restores_the_tracepoint() {
+        let reg = registry();
+        let src = "tracepoint:vmm:vcpu_run_exit { @[args.reason] = count(); }";
+        let artifact = nexus_compile::compile_source(
+            src,
+            &VmCatalog::new(&reg),
+            &nexus_compile::CompileOptions::default(),
+        )
+        .expect("compiles");
+        let user = artifact
+            .maps
+            .iter()
+            .position(|m| matches!(m.role, MapRole::User(_)))
+            .expect("user map");
+        let mock = Arc::new(nexus_vm::MockPlatform::new(2));
+        let mut b = VmBackend::load(artifact, &reg, mock.clone()).expect("loads");
+        b.configure(&RunConfig::default(), &[]).expect("config");
+        assert_eq!(b.probe_count(), 1);
+        let tp = reg.get("vmm:vcpu_run_exit").expect("declared");
+        assert!(!tp.is_enabled());
+        let probes = b.attach().expect("attaches");
+        assert_eq!(probes.len(), 1);
+        assert!(tp.is_enabled());
+        tp.fire(&[1, 48]);
+        mock.set_cpu(1);
+        tp.fire(&[1, 48]);
+        let entries = b.map_entries(user).expect("entries");
+        assert_eq!(entries.len(), 1);
+        // One count on each CPU, each slot the value size (8 bytes).
+        let slots: Vec<&[u8]> = entries[0].slots.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            slots,
+            vec![&1u64.to_le_bytes()[..], &1u64.to_le_bytes()[..]]
+        );
+        b.start_detach();
+        assert!(!tp.is_enabled(), "we enabled it, so we disable it");
+        tp.enable();
+        tp.fire(&[1, 48]);
+        assert_eq!(
+            b.map_entries(user).expect("entries")[0].slots[1],
+            1u64.to_le_bytes()
+        );
+        assert_eq!(b.detach().links, 1);
+        b.clear_map(user).expect("clear");
+        assert!(b.map_entries(user).expect("entries").is_empty());
     }
 
     #[test]
