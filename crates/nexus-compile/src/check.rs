@@ -183,6 +183,20 @@ pub struct Typer<'a> {
     pub params: &'a [String],
 }
 
+/// The field name of `args.NAME` or `args->NAME` (bpftrace 0.17 writes
+/// the arrow, 0.18+ the dot; both mean the same everywhere `args` exists).
+pub fn args_field(e: &Expr) -> Option<&nexus_lang::ast::Ident> {
+    match &e.kind {
+        ExprKind::Field { expr, field, .. } if is_args(expr) => Some(field),
+        _ => None,
+    }
+}
+
+/// True for the `args` builtin itself.
+pub fn is_args(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Builtin(b) if b == "args")
+}
+
 /// An integer literal's value, if `e` is one (also `-N`).
 pub fn const_int(e: &Expr) -> Option<i64> {
     match &e.kind {
@@ -559,7 +573,7 @@ impl Typer<'_> {
     }
 
     fn field(&self, base: &Expr, field: &str, span: Span) -> Result<Ty, Diagnostic> {
-        if matches!(&base.kind, ExprKind::Builtin(b) if b == "args") {
+        if is_args(base) {
             let Some(args) = &self.unit.first().args else {
                 return Err(Self::err(
                     base.span,

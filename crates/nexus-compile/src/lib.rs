@@ -106,11 +106,11 @@ fn depends(probe: &Probe) -> Depends {
             "probe" | "func" => d.names = true,
             _ => {}
         },
-        ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "args") =>
-        {
-            d.fields.push(field.name.clone());
+        _ => {
+            if let Some(field) = check::args_field(e) {
+                d.fields.push(field.name.clone());
+            }
         }
-        _ => {}
     };
     if let Some(p) = &probe.predicate {
         walk::expr(p, &mut visit);

@@ -7,7 +7,7 @@ use crate::artifact::{
     CONFIG_TRACER_TGID, EventKind, EventSchema, HIST_SLOTS, MapKind, MapRole, MapSpec,
     RECORD_HEADER_SIZE, UserMap,
 };
-use crate::check::{Agg, MapDecl, MapVal, Typer, Unit, const_int, map_name};
+use crate::check::{Agg, MapDecl, MapVal, Typer, Unit, args_field, const_int, map_name};
 use crate::ir::{Base, Func, Label, Op, Opnd, R, Slot};
 use crate::providers::{ArgRead, CtxRead};
 use crate::ty::{COMM_LEN, Space, Ty, layout_fields};
@@ -1446,8 +1446,7 @@ impl<'a> Lower<'a> {
                 let h = self.read_helper(&args[0], true);
                 self.call(h, &[Arg::Mem(dst), Arg::Imm(cap as i32), Arg::R(p)]);
             }
-            ExprKind::Field { expr, field, .. } if matches!(&expr.kind, ExprKind::Builtin(b) if b == "args") =>
-            {
+            ExprKind::Field { field, .. } if args_field(e).is_some() => {
                 let read = self
                     .unit
                     .first()
@@ -1621,8 +1620,7 @@ impl<'a> Lower<'a> {
                 self.write_into(else_expr, &t, m);
                 self.op(Op::Label(end));
             }
-            (ExprKind::Field { expr, field, .. }, _) if !matches!(&expr.kind, ExprKind::Builtin(b) if b == "args") =>
-            {
+            (ExprKind::Field { expr, field, .. }, _) if args_field(e).is_none() => {
                 // Tuple element: copy out of the tuple.
                 let tt = self.ty(expr);
                 let src = self.mem(expr);
@@ -1833,8 +1831,8 @@ impl<'a> Lower<'a> {
                 }
                 r
             }
-            ExprKind::Field { expr, field, .. } => {
-                if matches!(&expr.kind, ExprKind::Builtin(b) if b == "args") {
+            ExprKind::Field { field, .. } => {
+                if args_field(e).is_some() {
                     let read = self
                         .unit
                         .first()

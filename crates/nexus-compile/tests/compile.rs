@@ -1144,3 +1144,81 @@ fn attach_point_count_is_bpftraces_probe_count() {
     assert_eq!(count("uprobe:libc:*alloc { @[probe] = count(); }"), (3, 5));
     assert_eq!(count("profile:hz:99 { @ = count(); }"), (1, 3));
 }
+
+#[test]
+fn args_arrow_and_dot_compile_the_same() {
+    // Every provider with `args`, every way a field is read: lowered
+    // syscall enter (registers, `__syscall_nr`) and exit (`ret`), a
+    // wildcard sharing one program, classic tracepoints (ints, inline and
+    // `__data_loc` strings) and fentry (BTF arguments).
+    let programs = [
+        r#"tracepoint:syscalls:sys_enter_read { printf("%d %d\n", pid, args->count); }"#,
+        r#"tracepoint:syscalls:sys_enter_read /args->fd == 0/ { @[args->fd, args->count] = count(); @n = args->__syscall_nr; }"#,
+        r#"tracepoint:syscalls:sys_exit_read { @ = hist(args->ret); }"#,
+        r#"tracepoint:syscalls:sys_enter_* { @[args->__syscall_nr] = count(); }"#,
+        r#"tracepoint:syscalls:sys_enter_openat { printf("%s\n", str(args->filename)); $f = args->flags; }"#,
+        r#"tracepoint:sched:sched_switch { printf("%s %d\n", args->prev_comm, args->next_pid); @[args->next_comm] = count(); }"#,
+        r#"tracepoint:sched:sched_process_exec { printf("%s\n", str(args->filename)); }"#,
+        r#"tracepoint:raw_syscalls:sys_enter { @[args->id] = count(); }"#,
+        r#"fentry:vfs_read { @[args->count] = count(); $p = args->file; }"#,
+    ];
+    for raw_syscalls in [true, false] {
+        for src in programs {
+            let opts = CompileOptions {
+                raw_syscalls,
+                ..options()
+            };
+            let compile = |s: &str| {
+                compile_source(s, &MemoryCatalog::sample(), &opts)
+                    .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", s)))
+            };
+            let with_arrow = compile(src);
+            let dotted = src.replace("args->", "args.");
+            let with_dot = compile(&dotted);
+            let insns = |a: &Artifact| {
+                a.programs
+                    .iter()
+                    .map(|p| p.insns.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(insns(&with_arrow), insns(&with_dot), "{src}");
+        }
+    }
+}
+
+#[test]
+fn kernel_reads_args_arrow_on_lowered_syscalls() {
+    use std::io::Read;
+    let src = r#"tracepoint:syscalls:sys_enter_read /pid == $1 && args->count == 12345/ { printf("%d %d %d\n", pid, args->count, args.count); }
+                 tracepoint:syscalls:sys_exit_read /pid == $1 && args->ret == 7/ { printf("%d %d %d\n", pid, args->ret, args->__syscall_nr); }"#;
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let opts = CompileOptions {
+        params: vec![std::process::id().to_string()],
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    assert!(
+        a.programs
+            .iter()
+            .all(|p| p.prog_type == nexus_compile::ProgKind::RawTracepoint)
+    );
+    let maps = create_maps(&a);
+    let events = a.map_with_role(&MapRole::Events).unwrap();
+    let mut ring = nexus_kernel::ringbuf::RingBuf::new(&maps[events]).unwrap();
+    let (links, _) = load_and_attach(&a, &maps);
+    let path = std::env::temp_dir().join(format!("nexus-args-{}", std::process::id()));
+    std::fs::write(&path, b"1234567").unwrap();
+    let mut buf = vec![0u8; 12345];
+    let n = std::fs::File::open(&path).unwrap().read(&mut buf).unwrap();
+    drop(links);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(n, 7);
+    let mut records = Vec::new();
+    ring.drain(|r| records.push(int_fields(&a, r)));
+    let pid = i64::from(std::process::id());
+    assert!(records.contains(&vec![pid, 12345, 12345]), "{records:?}");
+    assert!(records.contains(&vec![pid, 7, 0]), "{records:?}");
+}
