@@ -9,7 +9,7 @@ use nexus_runtime::{
     KernelCatalog, LoadOptions, Observer, RunOptions, SessionError, Signals, Sink, Target,
     TextSink,
 };
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The program text and the name diagnostics call it by.
@@ -221,18 +221,11 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
         })?),
         None => Box::new(std::io::stdout()),
     };
-    let interactive = args.output.is_none() && std::io::stdout().is_terminal();
+    // The event loop flushes the sink whenever it has drained the event
+    // buffer, so a terminal sees each batch at once without a write per line.
     let mut sink: Box<dyn Sink> = match args.format {
-        Format::Text => {
-            let mut s = TextSink::new(writer);
-            s.set_flush_each_record(interactive);
-            Box::new(s)
-        }
-        Format::Json => {
-            let mut s = JsonSink::new(writer, JsonOptions::default());
-            s.set_flush_each_record(interactive);
-            Box::new(s)
-        }
+        Format::Text => Box::new(TextSink::new(writer)),
+        Format::Json => Box::new(JsonSink::new(writer, JsonOptions::default())),
     };
     let mut observer = Verbose {
         on: args.verbose,

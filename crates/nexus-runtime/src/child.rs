@@ -2,7 +2,8 @@
 
 use crate::session::{HeldProcess, Target};
 use nexus_proc::HeldChild;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
 
 impl HeldProcess for HeldChild {
     fn pid(&self) -> u32 {
@@ -23,12 +24,75 @@ impl HeldProcess for HeldChild {
     }
 }
 
+/// A running process the session did not start (`-p`), watched for its
+/// exit through a pidfd: the descriptor becomes readable when the process
+/// exits, so the event loop learns of it in the same `poll` that waits for
+/// records instead of looking at `/proc` on a timer.
+#[derive(Debug)]
+pub struct ProcessWatch {
+    pid: u32,
+    /// `None` on kernels without `pidfd_open` (before 5.3): then
+    /// [`ProcessWatch::is_alive`] is checked after every drain.
+    pidfd: Option<OwnedFd>,
+}
+
+impl ProcessWatch {
+    /// Start watching `pid`.
+    pub fn open(pid: u32) -> Result<ProcessWatch, PidError> {
+        let raw = libc::pid_t::try_from(pid).map_err(|_| PidError::NoProcess(pid))?;
+        // SAFETY: pidfd_open takes a pid and a flags word and returns a new
+        // descriptor or -1; no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+        if fd >= 0 {
+            let fd = i32::try_from(fd).map_err(|_| PidError::NoProcess(pid))?;
+            // SAFETY: the kernel just returned this descriptor to us and
+            // nothing else owns it.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+            return Ok(ProcessWatch {
+                pid,
+                pidfd: Some(pidfd),
+            });
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ESRCH) => Err(PidError::NoProcess(pid)),
+            // No pidfd_open on this kernel: fall back to /proc.
+            Some(libc::ENOSYS) => Ok(ProcessWatch { pid, pidfd: None }),
+            _ => Err(PidError::Watch { pid, source: err }),
+        }
+    }
+
+    /// The watched pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// A descriptor that becomes readable when the process exits.
+    pub fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// True while `/proc/PID` exists (the fallback without a pidfd).
+    pub fn is_alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
 /// Why a `-p` target could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PidError {
     /// No such process.
     #[error("process {0} does not exist")]
     NoProcess(u32),
+    /// `pidfd_open` failed for another reason than a missing process.
+    #[error("watching process {pid} for its exit (pidfd_open) failed: {source}")]
+    Watch {
+        /// The process.
+        pid: u32,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Its descendants could not be listed.
     #[error("listing the descendants of process {pid} failed: {message}")]
     Tree {
@@ -39,12 +103,11 @@ pub enum PidError {
     },
 }
 
-/// `-p PID`: the process and its current descendants.
+/// `-p PID`: the process (watched through a pidfd opened now, so a pid
+/// reused later cannot be mistaken for it) and its current descendants.
 pub fn pid_target<'a>(pid: u32) -> Result<Target<'a>, PidError> {
     let raw = i32::try_from(pid).map_err(|_| PidError::NoProcess(pid))?;
-    if !nexus_proc::tree::pid_exists(raw) {
-        return Err(PidError::NoProcess(pid));
-    }
+    let process = ProcessWatch::open(pid)?;
     let descendants = nexus_proc::tree::descendants(raw)
         .map_err(|e| PidError::Tree {
             pid,
@@ -53,5 +116,43 @@ pub fn pid_target<'a>(pid: u32) -> Result<Target<'a>, PidError> {
         .into_iter()
         .filter_map(|p| u32::try_from(p).ok())
         .collect();
-    Ok(Target::Pid { pid, descendants })
+    Ok(Target::Pid {
+        process,
+        descendants,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_watched_process_exit_makes_the_pidfd_readable() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .expect("sleep runs");
+        let watch = ProcessWatch::open(child.id()).expect("the child exists");
+        assert_eq!(watch.pid(), child.id());
+        assert!(watch.is_alive());
+        let fd = watch.exit_fd().expect("this kernel has pidfd_open");
+        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        let ready =
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(5000u16)).expect("poll works");
+        assert_eq!(ready, 1, "the pidfd became readable when sleep exited");
+        child.wait().expect("reap");
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(!watch.is_alive());
+    }
+
+    #[test]
+    fn watching_a_missing_process_names_it() {
+        // Larger than any pid_max the kernel allows (2^22).
+        let err = ProcessWatch::open(1 << 23).expect_err("no such process");
+        assert!(
+            matches!(err, PidError::NoProcess(p) if p == 1 << 23),
+            "{err}"
+        );
+    }
 }

@@ -34,7 +34,7 @@ pub mod vm;
 pub use backend::{
     AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
 };
-pub use child::{PidError, pid_target};
+pub use child::{PidError, ProcessWatch, pid_target};
 pub use decode::{DecodeError, Decoder, NoStacks, StackSource};
 pub use event_loop::EndReason;
 pub use kernel::{KernelBackend, LoadOptions};

@@ -54,8 +54,8 @@ pub enum Target<'a> {
     /// `-p PID`: the process tree of a running process; the session ends
     /// when the process exits.
     Pid {
-        /// The process.
-        pid: u32,
+        /// The process, watched for its exit.
+        process: crate::child::ProcessWatch,
         /// Its descendants when the session starts (fork tracking adds
         /// later ones).
         descendants: Vec<u32>,
@@ -71,9 +71,12 @@ impl std::fmt::Debug for Target<'_> {
                 .field("pid", &child.pid())
                 .field("scoped", scoped)
                 .finish(),
-            Target::Pid { pid, descendants } => f
+            Target::Pid {
+                process,
+                descendants,
+            } => f
                 .debug_struct("Pid")
-                .field("pid", pid)
+                .field("pid", &process.pid())
                 .field("descendants", descendants)
                 .finish(),
         }
@@ -107,6 +110,10 @@ pub struct RunOptions {
     pub batch_bytes: usize,
     /// How often lost events are checked while running.
     pub lost_check: Duration,
+    /// Longest sleep between drains of an empty buffer: producers do not
+    /// wake the loop for every record (see [`crate::event_loop`]), so this
+    /// is how late a lone event can be printed.
+    pub drain_interval: Duration,
 }
 
 impl Default for RunOptions {
@@ -115,6 +122,7 @@ impl Default for RunOptions {
             tracer_tgid: std::process::id(),
             batch_bytes: 256 * 1024,
             lost_check: Duration::from_millis(500),
+            drain_interval: Duration::from_millis(10),
         }
     }
 }
@@ -177,8 +185,11 @@ pub fn run<B: Backend>(
     let (scope_enabled, cpid, scope) = match &target {
         Target::System => (false, 0, Vec::new()),
         Target::Command { child, scoped } => (*scoped, child.pid(), vec![child.pid()]),
-        Target::Pid { pid, descendants } => {
-            let mut tree = vec![*pid];
+        Target::Pid {
+            process,
+            descendants,
+        } => {
+            let mut tree = vec![process.pid()];
             tree.extend(descendants.iter().copied());
             (true, 0, tree)
         }
@@ -216,11 +227,11 @@ pub fn run<B: Backend>(
             Target::System => Waiters::default(),
             Target::Command { child, .. } => Waiters {
                 child: Some(&mut **child),
-                pid: None,
+                process: None,
             },
-            Target::Pid { pid, .. } => Waiters {
+            Target::Pid { process, .. } => Waiters {
                 child: None,
-                pid: Some(*pid),
+                process: Some(process),
             },
         };
         event_loop::run(backend, &mut dispatcher, sink, signals, waiters, options)?

@@ -138,7 +138,10 @@ pub trait Sink {
     fn lost(&mut self, count: u64) -> Result<(), SinkError>;
     /// The run's totals, once, at the end.
     fn run_stats(&mut self, stats: &RunStats) -> Result<(), SinkError>;
-    /// Flushes everything written so far.
+    /// Hands everything written so far to the writer (the event loop calls
+    /// it whenever the event buffer is drained empty).
+    fn flush(&mut self) -> Result<(), SinkError>;
+    /// Flushes everything written so far, at the end of the run.
     fn finish(&mut self) -> Result<(), SinkError>;
 }
 
@@ -311,6 +314,10 @@ impl<W: Write> Sink for TextSink<W> {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush()
+    }
+
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush()
     }
@@ -479,6 +486,10 @@ impl<W: Write> Sink for JsonSink<W> {
         self.write_u64_field("duration_ns", stats.duration_ns);
         self.buf.extend_from_slice(b"}}\n");
         self.emit()
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush()
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {

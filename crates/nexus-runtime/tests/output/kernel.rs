@@ -31,6 +31,7 @@ fn artifact(source: &str, insns: Vec<Insn>, line_table: Vec<LineEntry>) -> Artif
             probe_text: "BEGIN".into(),
             attach: vec![AttachSpec::Begin],
             prog_type: ProgKind::RawTracepoint,
+            probe_count: 1,
             insns,
             line_table,
         }],
