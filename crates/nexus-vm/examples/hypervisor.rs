@@ -6,6 +6,10 @@
 //! The simulation (VM create/boot/shutdown, vCPU run loops with VM exits,
 //! hypercalls, page faults, IRQ injection) is driven by a seeded generator
 //! and a mock clock, so the same seed prints the same output.
+//!
+//! The same simulation traced by a bpftrace program, compiled and attached
+//! the way bpfnexus does it, is nexus-runtime's example:
+//! `cargo run -p nexus-runtime --example hypervisor -- -e 'tracepoint:vmm:vcpu_run_exit { @[args.reason] = count(); }'`.
 
 #[path = "common/hypervisor_sim.rs"]
 mod sim;

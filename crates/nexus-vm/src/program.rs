@@ -371,7 +371,17 @@ pub(crate) fn load(
                         0 => {
                             d.op = Op::Call;
                             let Some(t) = helpers.resolve(i.imm) else {
-                                return Err(fail(pc, format!("unknown helper id {}", i.imm)));
+                                let reason = match nexus_insn::Helper::from_id(i.imm) {
+                                    // A kernel helper the VM has no
+                                    // equivalent of (stacks, tasks, cgroups).
+                                    Some(h) => format!(
+                                        "helper {} (id {}) is not available in the VM",
+                                        h.name(),
+                                        i.imm
+                                    ),
+                                    None => format!("unknown helper id {}", i.imm),
+                                };
+                                return Err(fail(pc, reason));
                             };
                             if let HelperTarget::Builtin(h) = t {
                                 uses_ringbuf |= matches!(h as i32, 130..=133);

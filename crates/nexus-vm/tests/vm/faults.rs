@@ -34,6 +34,13 @@ fn verifier_rejects_structural_errors() {
     assert!(e.contains("second half"), "{e}");
     let e = rejected(&[Insn::call(9999), Insn::exit()]);
     assert!(e.contains("unknown helper id 9999"), "{e}");
+    // A real kernel helper the VM lacks is named.
+    let e = rejected(&[
+        Insn::call_helper(nexus_insn::Helper::GetStackid),
+        Insn::exit(),
+    ]);
+    assert!(e.contains("is not available in the VM"), "{e}");
+    assert!(e.contains("get_stackid"), "{e}");
     let e = rejected(&[Insn::call_local(5), Insn::exit()]);
     assert!(e.contains("outside"), "{e}");
     let e = rejected(&[
