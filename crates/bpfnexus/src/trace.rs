@@ -94,9 +94,10 @@ impl Observer for Verbose {
                 if p.links == 1 { "" } else { "s" }
             );
         }
+        let links: usize = probes.iter().map(|p| p.links).sum();
         let _ = writeln!(
             err,
-            "attached {} probes in {:.3} ms (process start → attached {:.3} ms); CLOCK_MONOTONIC at attach: {monotonic_ns} ns",
+            "attached {} attachments through {links} kernel links in {:.3} ms (process start → attached {:.3} ms); CLOCK_MONOTONIC at attach: {monotonic_ns} ns",
             probes.len(),
             elapsed.as_secs_f64() * 1e3,
             self.process_start.elapsed().as_secs_f64() * 1e3,

@@ -274,12 +274,6 @@ fn target_of(spec: &AttachSpec, probe: &str) -> Result<Option<AttachTarget>, Bac
     }))
 }
 
-/// True for the programs the compiler generates for its own bookkeeping
-/// (process-tree tracking), which bpftrace would not count as probes.
-fn is_internal(spec: &ProgramSpec) -> bool {
-    spec.probe_text.is_empty() || spec.probe_index == u32::MAX
-}
-
 impl Backend for KernelBackend {
     fn configure(&mut self, config: &RunConfig, scope_tgids: &[u32]) -> Result<(), BackendError> {
         if let Some(i) = self.config {
@@ -344,12 +338,10 @@ impl Backend for KernelBackend {
     }
 
     fn probe_count(&self) -> usize {
-        self.artifact
-            .programs
-            .iter()
-            .filter(|p| !is_internal(p))
-            .map(|p| p.attach.len())
-            .sum()
+        // bpftrace's number: attach points after wildcard expansion, however
+        // the compiler lowered them (20 `syscalls:sys_enter_*` served by one
+        // raw tracepoint program count 20; scope tracking counts 0).
+        self.artifact.attach_point_count() as usize
     }
 
     fn run_begin(&mut self) -> Result<(), BackendError> {
@@ -492,5 +484,49 @@ impl Drop for KernelBackend {
         if !self.links.is_empty() || self.detaching.is_some() {
             self.detach();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nexus_compile::CompileOptions;
+
+    /// Loads `src`, or says why the kernel could not be used (a failure
+    /// under `BPFNEXUS_REQUIRE_KERNEL=1`).
+    fn load_or_skip(src: &str) -> Option<KernelBackend> {
+        let required = std::env::var_os("BPFNEXUS_REQUIRE_KERNEL").is_some_and(|v| v == "1");
+        let artifact = match nexus_compile::compile_source(
+            src,
+            &nexus_kernel::KernelCatalog,
+            &CompileOptions::default(),
+        ) {
+            Ok(a) => a,
+            Err(d) if !required => {
+                eprintln!("skipped: the probes are not available here: {d:?}");
+                return None;
+            }
+            Err(d) => panic!("compiling {src:?} failed: {d:?}"),
+        };
+        match KernelBackend::load(artifact, &LoadOptions::default()) {
+            Ok(b) => Some(b),
+            Err(e) if !required => {
+                eprintln!("skipped: loading into the kernel failed: {e}");
+                None
+            }
+            Err(e) => panic!("loading {src:?} failed: {e}"),
+        }
+    }
+
+    #[test]
+    fn probe_count_is_bpftraces_attach_point_count() {
+        // Two syscall tracepoints share one raw tracepoint program, and -c
+        // style scoping adds none here; bpftrace counts 2 + BEGIN.
+        let src = "tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_enter_write \
+                   { @ = count(); } BEGIN { exit(); }";
+        let Some(backend) = load_or_skip(src) else {
+            return;
+        };
+        assert_eq!(backend.probe_count(), 3);
     }
 }
