@@ -19,8 +19,8 @@ use nexus_compile::{
     glob_match,
 };
 use nexus_vm::{
-    FieldType, MapSpec, Platform, ProgramId, RealPlatform, SharedVm, TaskInfo, TracePoint,
-    TracePointRegistry, Vm,
+    MapSpec, Platform, ProgramId, RealPlatform, SharedVm, TaskInfo, TracePoint, TracePointRegistry,
+    Vm,
 };
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -516,27 +516,6 @@ fn not_in_vm(what: &str) -> CatalogError {
     ))
 }
 
-/// The C type `format` would print for a declared field.
-fn c_type(ty: FieldType) -> &'static str {
-    match ty {
-        FieldType::U8 => "u8",
-        FieldType::U16 => "u16",
-        FieldType::U32 => "u32",
-        FieldType::U64 => "u64",
-        FieldType::I8 => "s8",
-        FieldType::I16 => "s16",
-        FieldType::I32 => "s32",
-        FieldType::I64 => "s64",
-    }
-}
-
-fn is_signed(ty: FieldType) -> bool {
-    matches!(
-        ty,
-        FieldType::I8 | FieldType::I16 | FieldType::I32 | FieldType::I64
-    )
-}
-
 impl ProbeCatalog for VmCatalog<'_> {
     fn tracepoints(
         &self,
@@ -568,10 +547,10 @@ impl ProbeCatalog for VmCatalog<'_> {
                 .iter()
                 .map(|f| TracepointField {
                     name: f.name.clone(),
-                    c_type: c_type(f.ty).to_string(),
+                    c_type: f.ty.name(),
                     offset: f.offset,
                     size: f.size,
-                    signed: is_signed(f.ty),
+                    signed: f.ty.is_signed(),
                 })
                 .collect(),
         ))
@@ -610,6 +589,7 @@ impl ProbeCatalog for VmCatalog<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nexus_vm::FieldType;
 
     fn registry() -> TracePointRegistry {
         let reg = TracePointRegistry::new();
@@ -619,6 +599,7 @@ mod tests {
                 ("vm_id", FieldType::U32),
                 ("reason", FieldType::U32),
                 ("delta", FieldType::I64),
+                ("guest", FieldType::Str(16)),
             ],
         )
         .expect("declare");
@@ -664,6 +645,7 @@ mod tests {
                 ("vm_id", "u32", 0, 4, false),
                 ("reason", "u32", 4, 4, false),
                 ("delta", "s64", 8, 8, true),
+                ("guest", "char[16]", 16, 16, false),
             ]
         );
         assert_eq!(cat.tracepoint_fields("vmm", "nope").expect("ok"), None);

@@ -462,3 +462,19 @@ fn programs_the_vm_cannot_attach_are_refused_with_the_reason() {
         );
     }
 }
+
+#[test]
+fn string_arguments_print_and_key_maps() {
+    let t = trace(
+        "tracepoint:vmm:vm_create { printf(\"%s vcpus=%d\\n\", args.name, args.vcpus); @mem[args.name] = sum(args.mem_mb); }",
+    );
+    let mut expected = String::from("Attaching 1 probe...\n");
+    for vm in 1..=sim::VMS {
+        expected.push_str(&format!("guest-{vm} vcpus={}\n", sim::VCPUS));
+    }
+    expected.push_str("\n\n");
+    for vm in 1..=sim::VMS {
+        expected.push_str(&format!("@mem[guest-{vm}]: {}\n", 512 * vm));
+    }
+    assert_eq!(t.output, expected);
+}

@@ -62,7 +62,7 @@ pub use platform::{MockPlatform, Platform, RealPlatform, TaskInfo};
 pub use program::{Program, VerifyError};
 pub use ringbuf::RingBuf;
 pub use tracepoint::{
-    FieldSpec, FieldType, SharedVm, TracePoint, TracePointError, TracePointInfo,
+    FieldSpec, FieldType, SharedVm, TraceArg, TracePoint, TracePointError, TracePointInfo,
     TracePointRegistry, TracePointStats,
 };
 pub use vm::{ProgramId, Vm, VmError};

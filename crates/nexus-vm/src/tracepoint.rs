@@ -53,6 +53,10 @@ pub enum FieldType {
     I16,
     I32,
     I64,
+    /// `char[N]`: a NUL-padded string of N bytes (not necessarily
+    /// NUL-terminated when it fills them), like the kernel's `comm` fields.
+    /// Set with [`TraceArg::Str`]; integer arguments leave it empty.
+    Str(u16),
 }
 
 impl FieldType {
@@ -63,21 +67,50 @@ impl FieldType {
             FieldType::U16 | FieldType::I16 => 2,
             FieldType::U32 | FieldType::I32 => 4,
             FieldType::U64 | FieldType::I64 => 8,
+            FieldType::Str(n) => n as u32,
         }
     }
+    /// Where [`TracePoint::new`] places it: integers naturally aligned,
+    /// strings anywhere.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub const fn align(self) -> u32 {
         match self {
-            FieldType::U8 => "u8",
-            FieldType::U16 => "u16",
-            FieldType::U32 => "u32",
-            FieldType::U64 => "u64",
-            FieldType::I8 => "s8",
-            FieldType::I16 => "s16",
-            FieldType::I32 => "s32",
-            FieldType::I64 => "s64",
+            FieldType::Str(_) => 1,
+            other => other.size(),
         }
     }
+    /// The type as C would write it: `u32`, `s64`, `char[16]`.
+    #[must_use]
+    pub fn name(self) -> String {
+        match self {
+            FieldType::U8 => "u8".into(),
+            FieldType::U16 => "u16".into(),
+            FieldType::U32 => "u32".into(),
+            FieldType::U64 => "u64".into(),
+            FieldType::I8 => "s8".into(),
+            FieldType::I16 => "s16".into(),
+            FieldType::I32 => "s32".into(),
+            FieldType::I64 => "s64".into(),
+            FieldType::Str(n) => format!("char[{n}]"),
+        }
+    }
+    /// A signed integer.
+    #[must_use]
+    pub const fn is_signed(self) -> bool {
+        matches!(
+            self,
+            FieldType::I8 | FieldType::I16 | FieldType::I32 | FieldType::I64
+        )
+    }
+}
+
+/// One argument of [`TracePoint::fire_args`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceArg<'a> {
+    /// For an integer field (truncated to its width).
+    Int(u64),
+    /// For a `char[N]` field: at most N bytes are copied, the rest is NUL.
+    Str(&'a [u8]),
 }
 
 /// One argument: where it sits in the context and how wide it is.
@@ -188,7 +221,7 @@ impl TracePoint {
         };
         let mut end = 0usize;
         for (i, f) in fields.iter().enumerate() {
-            if f.size != f.ty.size() {
+            if f.size != f.ty.size() || f.size == 0 {
                 return Err(layout(
                     f,
                     format!("size {} does not match type {}", f.size, f.ty.name()),
@@ -236,7 +269,8 @@ impl TracePoint {
             .iter()
             .map(|(name, ty)| {
                 let size = ty.size();
-                off = off.div_ceil(size) * size;
+                let align = ty.align().max(1);
+                off = off.div_ceil(align) * align;
                 let f = FieldSpec {
                     name: (*name).to_string(),
                     ty: *ty,
@@ -312,21 +346,56 @@ impl TracePoint {
     #[inline(never)]
     pub fn fire_enabled(&self, args: &[u64], latency_ns: Option<u64>) {
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        let fill = |buf: &mut [u8]| {
+            for (f, v) in self.fields.iter().zip(args) {
+                if let FieldType::Str(_) = f.ty {
+                    continue;
+                }
+                let o = f.offset as usize;
+                buf[o..o + f.size as usize].copy_from_slice(&v.to_le_bytes()[..f.size as usize]);
+            }
+        };
         // Most layouts are small: don't clear 256 bytes for a 16-byte context.
         if self.ctx_size <= 32 {
-            self.run_attached::<32>(args, latency_ns);
+            self.run_attached::<32>(fill, latency_ns);
         } else {
-            self.run_attached::<MAX_CONTEXT_SIZE>(args, latency_ns);
+            self.run_attached::<MAX_CONTEXT_SIZE>(fill, latency_ns);
+        }
+    }
+
+    /// Fire with arguments of any field type (strings included), in field
+    /// order; missing ones are zero, and an argument of the wrong kind
+    /// leaves its field zero. Costs one relaxed load when disabled.
+    pub fn fire_args(&self, args: &[TraceArg<'_>], latency_ns: Option<u64>) {
+        if !self.is_enabled() {
+            return;
+        }
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        let fill = |buf: &mut [u8]| {
+            for (f, a) in self.fields.iter().zip(args) {
+                let o = f.offset as usize;
+                let dst = &mut buf[o..o + f.size as usize];
+                match (f.ty, a) {
+                    (FieldType::Str(_), TraceArg::Str(s)) => {
+                        let n = s.len().min(dst.len());
+                        dst[..n].copy_from_slice(&s[..n]);
+                    }
+                    (FieldType::Str(_), TraceArg::Int(_)) | (_, TraceArg::Str(_)) => {}
+                    (_, TraceArg::Int(v)) => dst.copy_from_slice(&v.to_le_bytes()[..dst.len()]),
+                }
+            }
+        };
+        if self.ctx_size <= 32 {
+            self.run_attached::<32>(fill, latency_ns);
+        } else {
+            self.run_attached::<MAX_CONTEXT_SIZE>(fill, latency_ns);
         }
     }
 
     #[inline(always)]
-    fn run_attached<const N: usize>(&self, args: &[u64], latency_ns: Option<u64>) {
+    fn run_attached<const N: usize>(&self, fill: impl Fn(&mut [u8]), latency_ns: Option<u64>) {
         let mut buf = [0u8; N];
-        for (f, v) in self.fields.iter().zip(args) {
-            let o = f.offset as usize;
-            buf[o..o + f.size as usize].copy_from_slice(&v.to_le_bytes()[..f.size as usize]);
-        }
+        fill(&mut buf);
         let ctx = &buf[..self.ctx_size];
         let timing = latency_ns.is_none() && self.timing.load(Ordering::Relaxed);
         let start = timing.then(Instant::now);

@@ -11,7 +11,7 @@
 #![allow(dead_code)]
 
 use nexus_vm::tracepoint::{TracePoint, TracePointError, TracePointRegistry};
-use nexus_vm::{FieldType, trace_point};
+use nexus_vm::{FieldType, TraceArg, trace_point};
 use std::sync::Arc;
 
 /// VMX basic exit reasons the simulated guests produce, with weights.
@@ -89,7 +89,12 @@ pub fn declare(reg: &TracePointRegistry) -> Result<Tracepoints, TracePointError>
     Ok(Tracepoints {
         vm_create: reg.declare(
             "vmm:vm_create",
-            &[("vm_id", U32), ("vcpus", U32), ("mem_mb", U64)],
+            &[
+                ("vm_id", U32),
+                ("vcpus", U32),
+                ("mem_mb", U64),
+                ("name", Str(16)),
+            ],
         )?,
         vm_boot: reg.declare("vmm:vm_boot", &[("vm_id", U32)])?,
         vm_shutdown: reg.declare("vmm:vm_shutdown", &[("vm_id", U32), ("exits", U64)])?,
@@ -171,7 +176,16 @@ pub fn simulate(tp: &Tracepoints, seed: u64, host: &dyn Host) -> Summary {
     let mut rng = Rng(seed | 1);
     let mut summary = Summary::default();
     for vm_id in 1..=VMS {
-        trace_point!(tp.vm_create, vm_id, VCPUS, 512 * u64::from(vm_id));
+        let name = format!("guest-{vm_id}");
+        tp.vm_create.fire_args(
+            &[
+                TraceArg::Int(u64::from(vm_id)),
+                TraceArg::Int(u64::from(VCPUS)),
+                TraceArg::Int(512 * u64::from(vm_id)),
+                TraceArg::Str(name.as_bytes()),
+            ],
+            None,
+        );
         trace_point!(tp.vm_boot, vm_id);
         let mut vm_exits = 0u64;
         for round in 0..ROUNDS {

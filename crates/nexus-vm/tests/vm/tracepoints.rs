@@ -197,3 +197,97 @@ fn concurrent_fires_are_all_counted() {
     }
     assert_eq!(tp.stats().hits, 4000);
 }
+
+#[test]
+fn string_fields_are_copied_nul_padded() {
+    use nexus_vm::TraceArg;
+    let reg = TracePointRegistry::new();
+    let tp = reg
+        .declare(
+            "app:open",
+            &[
+                ("flags", FieldType::U8),
+                ("path", FieldType::Str(8)),
+                ("mode", FieldType::U32),
+            ],
+        )
+        .expect("declare");
+    // Strings are byte-aligned; the u32 after them is naturally aligned.
+    let layout: Vec<(String, u32, u32)> = tp
+        .fields()
+        .iter()
+        .map(|f| (f.ty.name(), f.offset, f.size))
+        .collect();
+    assert_eq!(
+        layout,
+        vec![
+            ("u8".to_string(), 0, 1),
+            ("char[8]".to_string(), 1, 8),
+            ("u32".to_string(), 12, 4)
+        ]
+    );
+    // The program copies the 16-byte context into an 16-byte array map value.
+    let mut vm = nexus_vm::Vm::new(&[MapSpec::new("ctx", MapType::Array, 4, 16, 1)]).expect("vm");
+    let mut p = vec![
+        Insn::mov64(Reg::R6, Reg::R1),
+        Insn::st(Size::W, Reg::FP, -4, 0),
+    ];
+    p.extend(Insn::ld_map_fd(Reg::R1, 0));
+    p.extend([
+        Insn::mov64(Reg::R2, Reg::FP),
+        Insn::alu64(nexus_insn::AluOp::Add, Reg::R2, (-4).into()),
+        Insn::call_helper(nexus_insn::Helper::MapLookupElem),
+        Insn::jmp(nexus_insn::JmpCond::Eq, Reg::R0, 0.into(), 4),
+        Insn::ldx(Size::DW, Reg::R1, Reg::R6, 0),
+        Insn::stx(Size::DW, Reg::R0, 0, Reg::R1),
+        Insn::ldx(Size::DW, Reg::R1, Reg::R6, 8),
+        Insn::stx(Size::DW, Reg::R0, 8, Reg::R1),
+        Insn::mov64_imm(Reg::R0, 0),
+        Insn::exit(),
+    ]);
+    let prog = vm.load(&p).expect("loads");
+    let vm = Arc::new(Mutex::new(vm));
+    reg.attach("app:open", Arc::clone(&vm), prog)
+        .expect("attach");
+    tp.fire_args(
+        &[
+            TraceArg::Int(3),
+            TraceArg::Str(b"/etc/passwd"),
+            TraceArg::Int(0o644),
+        ],
+        None,
+    );
+    assert_eq!(tp.stats().hits, 0, "disabled: nothing runs");
+    tp.enable();
+    tp.fire_args(
+        &[
+            TraceArg::Int(3),
+            TraceArg::Str(b"/etc/passwd"),
+            TraceArg::Int(0o644),
+        ],
+        None,
+    );
+    let read = |vm: &Arc<Mutex<nexus_vm::Vm>>| {
+        let vm = vm.lock().expect("lock");
+        vm.map(0)
+            .expect("map")
+            .lookup(&0u32.to_le_bytes())
+            .expect("lookup")
+            .expect("array slot")
+            .to_vec()
+    };
+    let v = read(&vm);
+    assert_eq!(v[0], 3);
+    assert_eq!(
+        &v[1..9],
+        b"/etc/pas",
+        "cut to the field, not NUL-terminated"
+    );
+    assert_eq!(u32::from_le_bytes(v[12..16].try_into().expect("4")), 0o644);
+    // A short string is NUL-padded; integer-only firing leaves it empty.
+    tp.fire_args(&[TraceArg::Int(1), TraceArg::Str(b"/tmp")], None);
+    assert_eq!(&read(&vm)[1..9], b"/tmp\0\0\0\0");
+    tp.fire(&[2, 99, 7]);
+    let v = read(&vm);
+    assert_eq!((v[0], &v[1..9], v[12]), (2, &[0u8; 8][..], 7));
+}
