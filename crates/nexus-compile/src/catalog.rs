@@ -108,6 +108,20 @@ pub trait ProbeCatalog {
     /// The x86_64 syscall number of `name` (`read`, `openat`), used to lower
     /// `syscalls:sys_enter_X` onto the `sys_enter` raw tracepoint.
     fn syscall_number(&self, name: &str) -> Option<u32>;
+
+    /// `(byte offset, size in bytes)` of member `member` of kernel struct
+    /// `strukt` (from BTF; members of anonymous nested structs included,
+    /// typedefs followed). `Ok(None)` when the struct or member is unknown,
+    /// the member is a bitfield, or the system has no BTF: callers fall
+    /// back to what needs no struct layout.
+    fn struct_member(
+        &self,
+        strukt: &str,
+        member: &str,
+    ) -> Result<Option<(u32, u32)>, CatalogError> {
+        let _ = (strukt, member);
+        Ok(None)
+    }
 }
 
 /// Shell-glob match of `name` against `pattern` (`*` any run, `?` one char).
@@ -150,6 +164,8 @@ pub struct MemoryCatalog {
     pub kprobes: bool,
     /// Syscall name → number.
     pub syscalls: BTreeMap<String, u32>,
+    /// `(struct, member)` → `(byte offset, size)`.
+    pub struct_members: BTreeMap<(String, String), (u32, u32)>,
 }
 
 impl MemoryCatalog {
@@ -308,6 +324,12 @@ impl MemoryCatalog {
         for (n, nr) in [("read", 0), ("write", 1), ("openat", 257)] {
             c.syscalls.insert(n.into(), nr);
         }
+        // Illustrative offsets: real ones come from BTF and differ between
+        // kernel builds.
+        for (member, off) in [("pid", 2464), ("tgid", 2468)] {
+            c.struct_members
+                .insert(("task_struct".into(), member.into()), (off, 4));
+        }
         c
     }
 }
@@ -384,6 +406,17 @@ impl ProbeCatalog for MemoryCatalog {
 
     fn syscall_number(&self, name: &str) -> Option<u32> {
         self.syscalls.get(name).copied()
+    }
+
+    fn struct_member(
+        &self,
+        strukt: &str,
+        member: &str,
+    ) -> Result<Option<(u32, u32)>, CatalogError> {
+        Ok(self
+            .struct_members
+            .get(&(strukt.to_string(), member.to_string()))
+            .copied())
     }
 }
 

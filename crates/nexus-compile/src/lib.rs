@@ -452,8 +452,49 @@ pub fn compile(
     })
 }
 
-/// The fork/exit tracepoint programs that keep the scope map current.
+/// The fork/exit programs that keep the scope map current: on the raw
+/// tracepoints when BTF gives `task_struct.tgid` (raw tracepoints detach in
+/// microseconds, classic ones in 40–80 ms each), else on the classic
+/// tracepoints, whose `format` has the pids.
 fn scope_programs(
+    res: &lower::Resources,
+    catalog: &dyn ProbeCatalog,
+    index: &LineIndex,
+    src: &str,
+) -> Result<Vec<ProgramSpec>, Diagnostic> {
+    let tgid = catalog
+        .struct_member("task_struct", "tgid")
+        .ok()
+        .flatten()
+        .filter(|&(_, size)| size == 4)
+        .and_then(|(off, _)| i16::try_from(off).ok());
+    let Some(tgid_off) = tgid else {
+        return scope_programs_classic(res, catalog, index, src);
+    };
+    let mut out = Vec::new();
+    for (name, event, fork) in [
+        ("scope_fork", "sched_process_fork", true),
+        ("scope_exit", "sched_process_exit", false),
+    ] {
+        let f = lower::scope_program_raw(res, fork, tgid_off);
+        let head = Head {
+            name: name.to_string(),
+            probe_index: u32::MAX,
+            probe_text: format!("rawtracepoint:{event}"),
+            attach: vec![AttachSpec::RawTracepoint {
+                event: event.into(),
+            }],
+            prog_type: ProgKind::RawTracepoint,
+            probe_count: 0,
+        };
+        out.push(finish(head, &f, index, src)?);
+    }
+    Ok(out)
+}
+
+/// The scope programs on the classic `sched:sched_process_fork`/`exit`
+/// tracepoints.
+fn scope_programs_classic(
     res: &lower::Resources,
     catalog: &dyn ProbeCatalog,
     index: &LineIndex,

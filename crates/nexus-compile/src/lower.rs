@@ -2097,3 +2097,129 @@ pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) 
     f.ops = ops;
     f
 }
+
+/// The scope-tracking programs on the `sched_process_fork` /
+/// `sched_process_exit` raw tracepoints, which detach in microseconds where
+/// the classic tracepoints take tens of milliseconds each.
+///
+/// * fork, `(struct task_struct *parent, struct task_struct *child)`, runs
+///   in the parent: when the current tgid is in scope, the child's tgid
+///   (read at `tgid_off` in `task_struct` with `probe_read_kernel`) joins.
+///   A new thread has its parent's tgid, so threads add nothing new.
+/// * exit, `(struct task_struct *p, ...)`, runs in the exiting task: the
+///   tgid leaves the scope when its leader thread (pid == tgid) exits.
+pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
+    let mut f = Func::default();
+    let scope = res.scope.unwrap_or(0);
+    let (ctx, pt, tgid, child) = (R::V(0), R::V(1), R::V(2), R::V(3));
+    let exit = Label(0);
+    f.vregs = 4;
+    f.labels = 1;
+    f.slots = vec![8, 8];
+    let key = Slot(0);
+    let val = Slot(1);
+    let what = if fork {
+        "scope: a child of a scoped process joins the scope"
+    } else {
+        "scope: an exiting process leaves the scope"
+    };
+    let addr = |dst: u8, slot: Slot| Op::Addr {
+        dst: R::P(dst),
+        slot,
+        off: 0,
+    };
+    let mut ops = vec![
+        Op::Line {
+            span: Span::default(),
+            what: what.to_string(),
+        },
+        Op::Mov(ctx, Opnd::R(R::P(1))),
+        Op::Call(Helper::GetCurrentPidTgid),
+        Op::Mov(pt, Opnd::R(R::P(0))),
+        Op::Mov(tgid, Opnd::R(pt)),
+        Op::Alu(AluOp::Rsh, tgid, Opnd::Imm(32)),
+        Op::Store {
+            size: Size::DW,
+            base: Base::Slot(key),
+            off: 0,
+            src: Opnd::R(tgid),
+        },
+    ];
+    if fork {
+        ops.extend([
+            Op::Map {
+                dst: R::P(1),
+                map: scope,
+            },
+            addr(2, key),
+            Op::Call(Helper::MapLookupElem),
+            Op::Br {
+                cond: JmpCond::Eq,
+                a: R::P(0),
+                b: Opnd::Imm(0),
+                target: exit,
+            },
+            // child->tgid, through probe_read_kernel: a raw tracepoint's
+            // arguments are untyped to the verifier.
+            Op::Load {
+                size: Size::DW,
+                signed: false,
+                dst: child,
+                base: Base::R(ctx),
+                off: 8,
+            },
+            Op::Alu(AluOp::Add, child, Opnd::Imm(i32::from(tgid_off))),
+            Op::Store {
+                size: Size::DW,
+                base: Base::Slot(key),
+                off: 0,
+                src: Opnd::Imm(0),
+            },
+            addr(1, key),
+            Op::Mov(R::P(2), Opnd::Imm(4)),
+            Op::Mov(R::P(3), Opnd::R(child)),
+            Op::Call(Helper::ProbeReadKernel),
+            Op::Br {
+                cond: JmpCond::SLt,
+                a: R::P(0),
+                b: Opnd::Imm(0),
+                target: exit,
+            },
+            Op::Store {
+                size: Size::DW,
+                base: Base::Slot(val),
+                off: 0,
+                src: Opnd::Imm(1),
+            },
+            Op::Map {
+                dst: R::P(1),
+                map: scope,
+            },
+            addr(2, key),
+            addr(3, val),
+            Op::Mov(R::P(4), Opnd::Imm(0)),
+            Op::Call(Helper::MapUpdateElem),
+        ]);
+    } else {
+        ops.extend([
+            // Only the leader's exit ends the process.
+            Op::Alu(AluOp::Lsh, pt, Opnd::Imm(32)),
+            Op::Alu(AluOp::Rsh, pt, Opnd::Imm(32)),
+            Op::Br {
+                cond: JmpCond::Ne,
+                a: pt,
+                b: Opnd::R(tgid),
+                target: exit,
+            },
+            Op::Map {
+                dst: R::P(1),
+                map: scope,
+            },
+            addr(2, key),
+            Op::Call(Helper::MapDeleteElem),
+        ]);
+    }
+    ops.extend([Op::Label(exit), Op::Mov(R::P(0), Opnd::Imm(0)), Op::Exit]);
+    f.ops = ops;
+    f
+}

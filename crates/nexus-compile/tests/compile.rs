@@ -238,6 +238,36 @@ fn scope_programs_are_generated() {
     let names: Vec<&str> = a.programs.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["tp_0", "scope_fork", "scope_exit"]);
     assert!(a.map_with_role(&MapRole::Scope).is_some());
+    // With task_struct.tgid from BTF they are raw tracepoints...
+    let raw = |a: &Artifact| {
+        a.programs[1..]
+            .iter()
+            .map(|p| (p.prog_type, p.attach[0].clone()))
+            .collect::<Vec<_>>()
+    };
+    let rawtp = |event: &str| {
+        (
+            nexus_compile::ProgKind::RawTracepoint,
+            nexus_compile::AttachSpec::RawTracepoint {
+                event: event.into(),
+            },
+        )
+    };
+    assert_eq!(
+        raw(&a),
+        vec![rawtp("sched_process_fork"), rawtp("sched_process_exit")]
+    );
+    // ... and classic tracepoints without it.
+    let mut no_btf = MemoryCatalog::sample();
+    no_btf.struct_members.clear();
+    let a = compile_source(src, &no_btf, &opts).unwrap();
+    assert!(
+        a.programs[1..]
+            .iter()
+            .all(|p| p.prog_type == nexus_compile::ProgKind::Tracepoint),
+        "{:?}",
+        raw(&a)
+    );
 }
 
 #[test]
@@ -1221,4 +1251,74 @@ fn kernel_reads_args_arrow_on_lowered_syscalls() {
     let pid = i64::from(std::process::id());
     assert!(records.contains(&vec![pid, 12345, 12345]), "{records:?}");
     assert!(records.contains(&vec![pid, 7, 0]), "{records:?}");
+}
+
+#[test]
+fn kernel_scope_follows_grandchildren_on_raw_tracepoints() {
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let src = "tracepoint:syscalls:sys_enter_clock_nanosleep { @ = count(); }";
+    let opts = CompileOptions {
+        scope: true,
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let scope_progs: Vec<_> = a
+        .programs
+        .iter()
+        .filter(|p| p.name.starts_with("scope_"))
+        .collect();
+    if scope_progs
+        .iter()
+        .any(|p| p.prog_type != nexus_compile::ProgKind::RawTracepoint)
+    {
+        return skip_or_fail("no task_struct.tgid in BTF: scope programs are classic");
+    }
+    let maps = create_maps(&a);
+    let (links, _) = load_and_attach(&a, &maps);
+    set_config(&a, &maps, nexus_compile::CONFIG_SCOPE_ENABLED, 1);
+    let scope = &maps[a.map_with_role(&MapRole::Scope).unwrap()];
+    let count = user_map(&a, "@");
+    // Out of scope: not counted.
+    std::process::Command::new("sleep")
+        .arg("0.01")
+        .status()
+        .unwrap();
+    assert_eq!(
+        keyless_count(&maps, count),
+        0,
+        "an unscoped sleep was counted"
+    );
+    // Seed the scope with this process: its child `sh` and grandchild
+    // `sleep` join through the fork program.
+    scope
+        .update(
+            &std::process::id().to_le_bytes(),
+            &[1],
+            nexus_kernel::UpdateFlags::Any,
+        )
+        .unwrap();
+    let mut sh = std::process::Command::new("sh")
+        .args(["-c", "sleep 0.05 & wait"])
+        .spawn()
+        .unwrap();
+    let sh_pid = sh.id();
+    assert!(sh.wait().unwrap().success());
+    let counted = keyless_count(&maps, count);
+    let sh_still_scoped = scope.lookup(&sh_pid.to_le_bytes()).unwrap().is_some();
+    drop(links);
+    assert!(
+        counted >= 1,
+        "the grandchild's clock_nanosleep was not counted"
+    );
+    assert!(!sh_still_scoped, "an exited process stayed in scope");
+    assert!(
+        scope
+            .lookup(&std::process::id().to_le_bytes())
+            .unwrap()
+            .is_some(),
+        "a thread exit removed the process"
+    );
 }

@@ -1,6 +1,7 @@
 //! The compiler's [`ProbeCatalog`] answered from this machine: tracefs for
 //! tracepoints, ELF for user functions, vmlinux BTF for kernel functions,
-//! the kprobe PMU for `has_kprobes`, and the x86_64 syscall table.
+//! the kprobe PMU for `has_kprobes`, the x86_64 syscall table, and vmlinux
+//! BTF for struct member offsets.
 
 use crate::btf::{self, BtfError};
 use crate::elf::{self, ElfError};
@@ -93,5 +94,22 @@ impl ProbeCatalog for KernelCatalog {
 
     fn syscall_number(&self, name: &str) -> Option<u32> {
         syscalls::number(name)
+    }
+
+    fn struct_member(
+        &self,
+        strukt: &str,
+        member: &str,
+    ) -> Result<Option<(u32, u32)>, CatalogError> {
+        match btf::kernel_struct_member(strukt, member) {
+            // A bitfield has no byte offset to read from.
+            Ok(m) if m.bitfield_size == 0 && m.bit_offset % 8 == 0 => {
+                Ok(Some((m.bit_offset / 8, m.size)))
+            }
+            Ok(_) | Err(BtfError::NotFound { .. }) => Ok(None),
+            // No BTF on this system: nothing to look up, not a failure.
+            Err(BtfError::Read { .. }) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
     }
 }
