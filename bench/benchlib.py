@@ -64,8 +64,13 @@ def bpfnexus_binary():
 
     Other helpers rebuild target/release while benchmarks run; a private copy
     keeps every run of one benchmark on the same binary. BENCH_NO_BUILD=1
-    skips the build (run_all.sh builds once).
+    skips the build; BENCH_BINARY=PATH uses that copy as it is (run_all.sh
+    builds and copies once, so every script measures the same binary).
     """
+    global BINARY_REVISION
+    if os.environ.get("BENCH_BINARY"):
+        BINARY_REVISION = os.environ.get("BENCH_BINARY_REVISION") or "unknown (BENCH_BINARY)"
+        return os.environ["BENCH_BINARY"]
     if os.environ.get("BENCH_NO_BUILD") != "1":
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "bpfnexus"], cwd=ROOT, check=True)
     src = os.path.join(ROOT, "target", "release", "bpfnexus")
@@ -75,7 +80,6 @@ def bpfnexus_binary():
     os.makedirs(dst_dir, exist_ok=True)
     dst = os.path.join(dst_dir, "bpfnexus")
     shutil.copy2(src, dst)
-    global BINARY_REVISION
     BINARY_REVISION = git_revision()
     return dst
 

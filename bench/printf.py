@@ -10,8 +10,8 @@ Workload: the pinned `dd bs=1 count=1000000` of bench/count.py. Programs:
     its own writes to FILE, a feedback loop).
 
 bpftrace's filtered run has no inner GNU time (cpid must be dd), so no dd
-CPU time. bpfnexus's own CPU time (GNU time around it) excludes dd: it does
-not reap dd with wait4, so dd's rusage is not added to its own.
+CPU time. bpfnexus's own CPU time (GNU time around it) excludes dd's
+(measured: 0.01 s while dd alone takes ~0.45 s), bpftrace's includes it.
 
 Reported per tool: events written (lines `<pid> <id>` in FILE), events the
 tool says it lost (`Lost N events` lines, in FILE or on its terminal

@@ -44,8 +44,8 @@ def main():
             target = "<= 1.5x untraced" if name.startswith("bpfnexus") else "(peer)"
             ok = verdict(t["wall_ratio"] <= 1.5) if name.startswith("bpfnexus") else ""
             rows.append((f"count dd syscalls, {name}",
-                         f"{t['wall_s']['median']:.3f} s ({t.get('ns_per_syscall_wall', 0):.0f} ns/syscall wall, "
-                         f"{t.get('ns_per_syscall_cpu', 0):.0f} dd CPU)",
+                         f"{t['wall_s']['median']:.3f} s ({t.get('ns_per_syscall_wall', 0):.0f} ns/syscall wall"
+                         + (f", {t['ns_per_syscall_cpu']:.0f} dd CPU)" if "ns_per_syscall_cpu" in t else ")"),
                          f"untraced {base:.3f} s", f"{t['wall_ratio']:.2f}x", target, ok))
     pf = load("printf")
     if pf and "rate_ratio" in pf:
@@ -56,6 +56,11 @@ def main():
                      f"{peer['events_per_s']['median'] / 1e3:.0f} k/s (lost {peer['lost']['median']:.0f})",
                      f"{pf['rate_ratio']:.1f}x", ">= 10x, lossless",
                      verdict(pf["rate_ratio"] >= 10 and lossless)))
+    var = load("variants")
+    if var:
+        for name, v in var["variants"].items():
+            if name != "untraced" and "ns_per_syscall" in v:
+                rows.append((f"per-syscall cost (dd CPU), {name}", f"{v['ns_per_syscall']:.0f} ns", "", "", "", ""))
     if not rows:
         print("no results yet")
         return
