@@ -772,6 +772,39 @@ pub const fn wakeup_threshold(size: u32) -> u32 {
     size / 8
 }
 
+/// Ring buffer for programs without output records: room for thousands
+/// of control records (`exit`, `print(@map)`, `clear`, `zero`).
+pub const CONTROL_RINGBUF_SIZE: u32 = 64 * 1024;
+/// Ring buffer for programs that emit no records at all: the kernel's
+/// minimum (one page).
+pub const EMPTY_RINGBUF_SIZE: u32 = 4096;
+
+/// The events ring buffer size for a program with `events`, given the
+/// `requested` size (a power of two):
+///
+/// * any record that carries output at event rate (`printf`,
+///   `print(value)`, `time`) → `requested` (4 MiB by default), so floods
+///   are buffered while the consumer catches up;
+/// * only control records → [`CONTROL_RINGBUF_SIZE`] (64 KiB);
+/// * no records → [`EMPTY_RINGBUF_SIZE`] (a page).
+///
+/// Never more than `requested`. The kernel maps a ring buffer's data twice,
+/// so the 4 MiB default costs 8 MiB of address space (and resident memory
+/// as it fills); a count-only program has no use for it.
+pub fn events_ringbuf_size(events: &[EventSchema], requested: u32) -> u32 {
+    let rule = if events
+        .iter()
+        .any(|e| e.kind.is_output() || matches!(e.kind, EventKind::Time { .. }))
+    {
+        requested
+    } else if events.is_empty() {
+        EMPTY_RINGBUF_SIZE
+    } else {
+        CONTROL_RINGBUF_SIZE
+    };
+    rule.min(requested)
+}
+
 impl EventKind {
     /// True for records that only produce output (`printf`,
     /// `print(value)`): they may be submitted without a wakeup. Control

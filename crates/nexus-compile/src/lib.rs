@@ -46,7 +46,10 @@ pub struct CompileOptions {
     /// other processes check the scope map when `scope_enabled` is set, and
     /// fork/exit programs keep the map current.
     pub scope: bool,
-    /// Ring buffer size in bytes (a power of two, at least a page).
+    /// Ring buffer size in bytes (a power of two, at least a page) for
+    /// programs that emit output records; programs that emit only control
+    /// records, or none, get a smaller buffer (see
+    /// [`artifact::events_ringbuf_size`]).
     pub ringbuf_size: u32,
     /// `max_entries` of user maps.
     pub map_entries: u32,
@@ -319,6 +322,11 @@ fn lower_all(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
+    // Only now are the event schemas known. Output records were lowered
+    // against the requested size (their wakeup threshold depends on it),
+    // and they keep it.
+    let ring = &mut res.maps[res.ringbuf as usize];
+    ring.max_entries = events_ringbuf_size(&res.events, opts.ringbuf_size);
     Ok(Lowered { units, funcs, res })
 }
 

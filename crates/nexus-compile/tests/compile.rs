@@ -1322,3 +1322,47 @@ fn kernel_scope_follows_grandchildren_on_raw_tracepoints() {
         "a thread exit removed the process"
     );
 }
+
+#[test]
+fn ring_buffer_size_follows_the_event_schemas() {
+    let size = |src: &str| {
+        let a = compile_source(src, &MemoryCatalog::sample(), &options())
+            .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+        a.maps[a.map_with_role(&MapRole::Events).unwrap()].max_entries
+    };
+    let count = "tracepoint:syscalls:sys_enter_read { @ = count(); }";
+    assert_eq!(size(count), nexus_compile::EMPTY_RINGBUF_SIZE);
+    assert_eq!(
+        size("tracepoint:syscalls:sys_enter_read { @ = count(); exit(); } END { clear(@); }"),
+        nexus_compile::CONTROL_RINGBUF_SIZE
+    );
+    for output in [
+        r#"tracepoint:syscalls:sys_enter_read { printf("%d\n", pid); exit(); }"#,
+        "tracepoint:syscalls:sys_enter_read { print(pid); }",
+        "interval:s:1 { time(); }",
+    ] {
+        assert_eq!(size(output), 1 << 22, "{output}");
+    }
+    // The requested size is an upper bound.
+    let opts = CompileOptions {
+        ringbuf_size: 4096,
+        ..options()
+    };
+    let a = compile_source(
+        "tracepoint:syscalls:sys_enter_read { exit(); }",
+        &MemoryCatalog::sample(),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(
+        a.maps[a.map_with_role(&MapRole::Events).unwrap()].max_entries,
+        4096
+    );
+    // A page-sized buffer is a valid kernel ring buffer.
+    if kernel_available().is_ok() {
+        let a = compile_source(count, &KernelCatalog, &options()).unwrap();
+        let maps = create_maps(&a);
+        nexus_kernel::ringbuf::RingBuf::new(&maps[a.map_with_role(&MapRole::Events).unwrap()])
+            .unwrap();
+    }
+}
