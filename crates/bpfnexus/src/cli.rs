@@ -79,6 +79,12 @@ pub struct TraceArgs {
     /// With -c, trace every process instead of only the command's tree.
     #[arg(long)]
     pub no_scope: bool,
+    /// Wait for every probe to detach before exiting. By default probes
+    /// that are slow to detach (classic tracepoints, uprobes, perf events:
+    /// 40-130 ms each) are made inert and handed to a short-lived background
+    /// process that detaches them after bpfnexus exits.
+    #[arg(long)]
+    pub sync_detach: bool,
     /// Print a compiler stage and exit.
     #[arg(long, value_enum, value_name = "STAGE")]
     pub emit: Option<Stage>,

@@ -5,9 +5,9 @@ use crate::cli::{Format, Stage, TraceArgs};
 use crate::exit::Failure;
 use nexus_compile::{CompileOptions, ProbeCatalog};
 use nexus_runtime::{
-    AttachedProbe, BackendError, DetachReport, EndReason, JsonOptions, JsonSink, KernelBackend,
-    KernelCatalog, LoadOptions, Observer, RunOptions, SessionError, Signals, Sink, Target,
-    TextSink,
+    AttachedProbe, BackendError, BackgroundDetach, DetachMode, DetachReport, EndReason,
+    JsonOptions, JsonSink, KernelBackend, KernelCatalog, LoadOptions, Observer, RunOptions,
+    SessionError, Signals, Sink, Target, TextSink,
 };
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -104,13 +104,25 @@ impl Observer for Verbose {
         );
     }
 
-    fn detached(&mut self, report: &DetachReport) {
-        if self.on {
-            eprintln!(
+    fn detached(&mut self, report: &DetachReport, background: Option<&BackgroundDetach>) {
+        if !self.on {
+            return;
+        }
+        match background {
+            None => eprintln!(
                 "detached {} links in {:.3} ms",
                 report.links,
                 report.elapsed.as_secs_f64() * 1e3
-            );
+            ),
+            Some(b) => eprintln!(
+                "detached {} links in {:.3} ms: {} slow to close handed to a background process \
+                 (forked pid {}, {:.3} ms), probes inert until it reports below",
+                report.links,
+                report.elapsed.as_secs_f64() * 1e3,
+                b.descriptors,
+                b.forked_pid,
+                b.elapsed.as_secs_f64() * 1e3
+            ),
         }
     }
 }
@@ -188,6 +200,11 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
     };
     let load = LoadOptions {
         verifier_log: args.verbose,
+        detach: match (args.sync_detach, args.verbose) {
+            (true, _) => DetachMode::Wait,
+            (false, true) => DetachMode::BackgroundReported,
+            (false, false) => DetachMode::Background,
+        },
     };
     let mut backend = KernelBackend::load(artifact.clone(), &load)
         .map_err(|e| backend_failure(&e, &source, args.verbose))?;

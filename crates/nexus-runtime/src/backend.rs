@@ -164,12 +164,19 @@ pub trait Backend {
     fn stack_frames(&mut self, id: u32, frames: &mut Vec<u64>) -> bool;
     /// Events the programs could not record so far (ring buffer full).
     fn lost_events(&mut self) -> Result<u64, BackendError>;
-    /// Begin releasing every attachment without waiting (closing perf
-    /// links waits for RCU grace periods; END and the final maps need not).
+    /// Make every probe inert (or begin releasing it) without waiting:
+    /// closing perf links waits for RCU grace periods, and END and the
+    /// final maps need not. END still runs after this.
     fn start_detach(&mut self) {}
     /// Release every attachment (finishing a started detach); returns when
     /// they are gone.
     fn detach(&mut self) -> DetachReport;
+    /// The background process [`Backend::detach`] handed slow links to, if
+    /// it did (see [`crate::handoff`]): they are released after `detach`
+    /// returns, while the probes stay attached but inert.
+    fn background_detach(&self) -> Option<crate::handoff::BackgroundDetach> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use crate::backend::{
     AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
 };
+use crate::handoff::{self, BackgroundDetach, Report};
 use crate::verifier;
 use nexus_compile::{Artifact, AttachSpec, MapRole, ProgKind, ProgramSpec, UprobeLocation};
 use nexus_insn::MapType;
@@ -21,6 +22,24 @@ use std::time::Instant;
 pub struct LoadOptions {
     /// Keep every program's verifier log (`-v`).
     pub verifier_log: bool,
+    /// How slow links are released at the end.
+    pub detach: DetachMode,
+}
+
+/// How [`Backend::detach`] releases links whose close waits for the kernel
+/// (classic tracepoints, uprobes, kprobes, perf events: 40–130 ms each
+/// here). Raw tracepoint and BTF (tracing) links always close in place:
+/// they take well under a millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DetachMode {
+    /// Hand them to a short-lived background process
+    /// ([`crate::handoff`]) once the probes are inert, and return at once.
+    #[default]
+    Background,
+    /// Same, and the helper reports its time on stderr when done (`-v`).
+    BackgroundReported,
+    /// Close them here (from parallel threads) and wait (`--sync-detach`).
+    Wait,
 }
 
 /// One loaded program and the artifact entry it came from.
@@ -42,8 +61,26 @@ pub struct KernelBackend {
     scope: Option<usize>,
     drops: Option<usize>,
     stacks: Option<usize>,
-    /// A detach running in the background: its thread, start, link count.
+    /// Whether each of `links` is slow to close (perf-based).
+    slow: Vec<bool>,
+    /// The config map's value as written by `configure`.
+    config_value: Vec<u8>,
+    /// The probes were made inert (`stopping` set in the config map).
+    stopped: bool,
+    detach_mode: DetachMode,
+    /// A detach running in a thread of ours: its thread, start, link count
+    /// (artifacts without a `stopping` flag, or a failed handoff).
     detaching: Option<(std::thread::JoinHandle<()>, Instant, usize)>,
+    /// The handoff made by `detach`, if any.
+    background: Option<BackgroundDetach>,
+}
+
+/// True for targets whose link waits for RCU grace periods when closed.
+fn slow_to_close(target: &AttachTarget) -> bool {
+    !matches!(
+        target,
+        AttachTarget::RawTracepoint { .. } | AttachTarget::Tracing
+    )
 }
 
 fn map_err(e: MapError) -> BackendError {
@@ -100,8 +137,13 @@ impl KernelBackend {
             maps,
             programs,
             links: Vec::new(),
+            slow: Vec::new(),
+            config_value: Vec::new(),
+            stopped: false,
+            detach_mode: options.detach,
             ring,
             detaching: None,
+            background: None,
         })
     }
 
@@ -295,6 +337,7 @@ impl Backend for KernelBackend {
             self.maps[i]
                 .update(&0u32.to_le_bytes(), &value, UpdateFlags::Any)
                 .map_err(map_err)?;
+            self.config_value = value;
         }
         for &tgid in scope_tgids {
             self.add_to_scope(tgid)?;
@@ -331,6 +374,7 @@ impl Backend for KernelBackend {
                     target: link.target().to_string(),
                     links: link.len(),
                 });
+                self.slow.push(slow_to_close(&target));
                 self.links.push(link);
             }
         }
@@ -443,13 +487,27 @@ impl Backend for KernelBackend {
         if self.detaching.is_some() || self.links.is_empty() {
             return;
         }
+        if self.set_stopping() {
+            // Every probe is inert now: close the fast links here (under a
+            // millisecond each) and leave the slow ones to `detach`.
+            let links = std::mem::take(&mut self.links);
+            let slow = std::mem::take(&mut self.slow);
+            for (link, slow) in links.into_iter().zip(slow) {
+                if slow {
+                    self.links.push(link);
+                    self.slow.push(true);
+                }
+            }
+            return;
+        }
+        // No `stopping` flag (or it could not be set): detach for real, in
+        // a thread so END and the final maps need not wait. Perf-based
+        // links wait for RCU grace periods when closed; `detach_all`
+        // closes them from parallel threads so the waits overlap.
         let links = std::mem::take(&mut self.links);
-        let n = links.len();
+        self.slow.clear();
+        let n = links.iter().map(Link::len).sum();
         let start = Instant::now();
-        // Perf-based links wait for RCU grace periods when closed;
-        // `detach_all` closes them from parallel threads so the waits
-        // overlap, and this thread lets END and the final maps proceed
-        // meanwhile.
         // Without a thread the closure, and the links in it, are dropped
         // by the failed spawn: they are detached right here instead.
         if let Ok(handle) = std::thread::Builder::new()
@@ -463,8 +521,21 @@ impl Backend for KernelBackend {
     fn detach(&mut self) -> DetachReport {
         let start = Instant::now();
         let links = std::mem::take(&mut self.links);
-        let mut n = links.len();
-        link::detach_all(links);
+        self.slow.clear();
+        let mut n: usize = links.iter().map(Link::len).sum();
+        let gate = match self.detach_mode {
+            DetachMode::Wait => None,
+            _ if !self.stopped || links.is_empty() => None,
+            DetachMode::Background | DetachMode::BackgroundReported => self.hand_off(n),
+        };
+        if let Some(gate) = gate {
+            // The helper holds the links; our copies close in microseconds.
+            // Only then may it close its own (the last references).
+            drop(links);
+            drop(gate);
+        } else {
+            link::detach_all(links);
+        }
         let mut started = start;
         if let Some((handle, at, count)) = self.detaching.take() {
             // A panicking detach thread still dropped (closed) its links.
@@ -476,6 +547,63 @@ impl Backend for KernelBackend {
             links: n,
             elapsed: started.elapsed(),
         }
+    }
+
+    fn background_detach(&self) -> Option<BackgroundDetach> {
+        self.background
+    }
+}
+
+impl KernelBackend {
+    /// Set the config map's `stopping` flag, which every probe program
+    /// except END checks first; false when the Artifact has no such flag
+    /// or the update failed (then the probes stay live until detached).
+    fn set_stopping(&mut self) -> bool {
+        if self.stopped {
+            return true;
+        }
+        let (Some(i), Some(field)) = (
+            self.config,
+            self.artifact
+                .config
+                .fields
+                .iter()
+                .find(|f| f.name == "stopping"),
+        ) else {
+            return false;
+        };
+        let at = field.offset as usize;
+        let Some(slot) = self.config_value.get_mut(at..at + 8) else {
+            return false;
+        };
+        slot.copy_from_slice(&1u64.to_le_bytes());
+        self.stopped = self.maps[i]
+            .update(&0u32.to_le_bytes(), &self.config_value, UpdateFlags::Any)
+            .is_ok();
+        self.stopped
+    }
+
+    /// Give the remaining (slow) links to a background process; `None`
+    /// when that is not possible and they must be closed here.
+    fn hand_off(&mut self, link_parts: usize) -> Option<handoff::HelperGate> {
+        let mut ids = Vec::with_capacity(self.programs.len());
+        for l in &self.programs {
+            ids.push(l.program.id().ok()?);
+        }
+        let fds = handoff::link_fds_of(&ids).ok()?;
+        // Every link part must be found, or the helper would miss some and
+        // we would close those here anyway: keep it simple and wait.
+        if fds.len() != link_parts {
+            return None;
+        }
+        let report = if self.detach_mode == DetachMode::BackgroundReported {
+            Report::Stderr
+        } else {
+            Report::Silent
+        };
+        let (background, gate) = handoff::hand_off(&fds, report).ok()?;
+        self.background = Some(background);
+        Some(gate)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod child;
 pub mod decode;
 pub mod dispatch;
 pub mod event_loop;
+pub mod handoff;
 pub mod json;
 pub mod kernel;
 pub mod ksyms;
@@ -37,7 +38,8 @@ pub use backend::{
 pub use child::{PidError, ProcessWatch, pid_target};
 pub use decode::{DecodeError, Decoder, NoStacks, StackSource};
 pub use event_loop::EndReason;
-pub use kernel::{KernelBackend, LoadOptions};
+pub use handoff::BackgroundDetach;
+pub use kernel::{DetachMode, KernelBackend, LoadOptions};
 pub use nexus_kernel::KernelCatalog;
 pub use printf::{ArgKind, FormatError, ParsedFormat, check_format};
 pub use session::{

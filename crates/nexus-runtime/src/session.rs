@@ -12,13 +12,18 @@
 //! 3. runs BEGIN, then releases the held `-c` child;
 //! 4. runs the event loop ([`crate::event_loop`]) until `exit()`, SIGINT or
 //!    SIGTERM, or the traced command / `-p` process exits;
-//! 5. starts detaching (in the background: closing perf links is slow),
-//!    runs END, drains the last records, prints every user map and the
-//!    totals, and waits for the detach to finish.
+//! 5. makes every probe inert (the config map's `stopping` flag; fast raw
+//!    tracepoint links close now), runs END, drains the last records,
+//!    prints every user map and the totals, flushes the output, and
+//!    detaches: links that are slow to close (classic tracepoints, uprobes,
+//!    perf events: 40–130 ms each) are handed to a short-lived background
+//!    process by default ([`crate::handoff`], ADR 0001), so the session
+//!    returns without waiting for them.
 
 use crate::backend::{AttachedProbe, Backend, BackendError, DetachReport, RunConfig};
 use crate::dispatch::Dispatcher;
 use crate::event_loop::{self, EndReason, LoopError, Waiters};
+use crate::handoff::BackgroundDetach;
 use crate::signals::Signals;
 use crate::sink::{RunStats, Sink, SinkError};
 use nexus_compile::Artifact;
@@ -89,9 +94,11 @@ pub trait Observer {
     fn attached(&mut self, probes: &[AttachedProbe], elapsed: Duration, monotonic_ns: u64) {
         let _ = (probes, elapsed, monotonic_ns);
     }
-    /// Everything is detached.
-    fn detached(&mut self, report: &DetachReport) {
-        let _ = report;
+    /// Everything is detached, or (with `background`) the slow links were
+    /// handed to a background process that releases them after the session
+    /// returns, the probes attached but inert meanwhile.
+    fn detached(&mut self, report: &DetachReport, background: Option<&BackgroundDetach>) {
+        let _ = (report, background);
     }
 }
 
@@ -138,6 +145,8 @@ pub struct RunReport {
     pub stats: RunStats,
     /// How the detach went.
     pub detach: DetachReport,
+    /// The background process the slow links were handed to, if any.
+    pub background_detach: Option<BackgroundDetach>,
 }
 
 /// Why a session failed.
@@ -237,7 +246,8 @@ pub fn run<B: Backend>(
         event_loop::run(backend, &mut dispatcher, sink, signals, waiters, options)?
     };
 
-    // Links close in the background while END runs and the maps print.
+    // Probes go inert (or start detaching) before END runs and the maps
+    // print, so the printed maps do not change under us.
     backend.start_detach();
     let mut finish = || -> Result<(), SessionError> {
         backend.run_end()?;
@@ -261,7 +271,8 @@ pub fn run<B: Backend>(
         }
     }
     let detach = backend.detach();
-    observer.detached(&detach);
+    let background_detach = backend.background_detach();
+    observer.detached(&detach, background_detach.as_ref());
     let mut stats = dispatcher.stats();
     stats.duration_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     Ok(RunReport {
@@ -269,5 +280,6 @@ pub fn run<B: Backend>(
         probes,
         stats,
         detach,
+        background_detach,
     })
 }
