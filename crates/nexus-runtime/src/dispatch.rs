@@ -209,6 +209,7 @@ impl<'a> Dispatcher<'a> {
                     pid: header.pid(),
                     tid: header.tid(),
                     cpu: header.cpu,
+                    // The record header carries no comm; see `EventMeta::comm`.
                     comm: [0; 16],
                 };
                 sink.printf(&PrintfEvent {

@@ -32,7 +32,9 @@ pub struct EventMeta {
     pub tid: u32,
     /// CPU the event fired on.
     pub cpu: u32,
-    /// `comm` of the current task, NUL-padded (all zero when not recorded).
+    /// `comm` of the current task, NUL-padded; all zero when the backend's
+    /// records do not carry it (the kernel backend's do not), and then the
+    /// JSON printf record has no `comm` field.
     pub comm: [u8; 16],
 }
 
@@ -417,8 +419,14 @@ impl<W: Write> Sink for JsonSink<W> {
             self.write_u64_field("pid", u64::from(meta.pid));
             self.write_u64_field("tid", u64::from(meta.tid));
             self.write_u64_field("cpu", u64::from(meta.cpu));
-            self.buf.extend_from_slice(b", \"comm\": ");
-            json::write_str(&mut self.buf, meta.comm());
+            // Only a header that recorded `comm` has one: the kernel's
+            // records do not carry it (a per-event copy would cost every
+            // probe 16 bytes and a helper call), and a name looked up later
+            // in /proc could belong to another process or an older exec.
+            if !meta.comm().is_empty() {
+                self.buf.extend_from_slice(b", \"comm\": ");
+                json::write_str(&mut self.buf, meta.comm());
+            }
             self.buf.extend_from_slice(b", \"args\": [");
             for (i, arg) in event.args.iter().enumerate() {
                 if i > 0 {
@@ -494,5 +502,38 @@ impl<W: Write> Sink for JsonSink<W> {
 
     fn finish(&mut self) -> Result<(), SinkError> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printf::{ArgKind, check_format};
+
+    #[test]
+    fn json_printf_has_comm_only_when_the_header_recorded_it() {
+        let site = PrintfSite {
+            format: check_format("%d\n", &[ArgKind::Integer]).unwrap(),
+            arg_names: vec!["pid".into()],
+            probe: "BEGIN".into(),
+        };
+        let args = [Value::Signed { value: 7, bits: 32 }];
+        let unnamed = EventMeta::default();
+        let mut named = EventMeta::default();
+        named.comm[..4].copy_from_slice(b"bash");
+        let mut sink = JsonSink::new(Vec::new(), JsonOptions::default());
+        for meta in [&unnamed, &named] {
+            sink.printf(&PrintfEvent {
+                site: &site,
+                meta,
+                args: &args,
+            })
+            .unwrap();
+        }
+        let out = String::from_utf8(sink.into_inner().unwrap()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(!lines[0].contains("\"comm\""), "{}", lines[0]);
+        assert!(lines[1].contains(", \"comm\": \"bash\", "), "{}", lines[1]);
     }
 }
