@@ -129,9 +129,40 @@ def machine():
     }
 
 
-def run(cmd, stdout_path=None, timeout=None):
+def processes_running(exe):
+    """pids whose executable is exe (our private bpfnexus copy)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/exe") == exe:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def wait_gone(exe, limit_s=30.0):
+    """Wait until no process runs exe; returns how long that took.
+
+    bpfnexus hands links that are slow to close (classic perf tracepoints:
+    ~40 ms each here, serialised in the kernel under event_mutex) to a
+    forked background process and exits. Until that process is done, the
+    kernel is still detaching, and a next run's classic-tracepoint attach
+    would queue behind it; so every bpfnexus run is followed by this wait,
+    outside its measured wall time, and the wait is reported separately.
+    """
+    t0 = time.monotonic()
+    while processes_running(exe) and time.monotonic() - t0 < limit_s:
+        time.sleep(0.005)
+    return time.monotonic() - t0
+
+
+def run(cmd, stdout_path=None, timeout=None, settle_exe=None):
     """Run cmd under GNU time; returns a dict with wall_s, rss_mb, user_s,
-    sys_s, status and the captured output (stdout+stderr) as text."""
+    sys_s, status and the captured output (stdout+stderr) as text. With
+    settle_exe, also waits for background processes of that executable to
+    end (see wait_gone) and reports that time as tail_s."""
     fd, rss_file = tempfile.mkstemp(prefix="bench-time-")
     os.close(fd)
     out_file = stdout_path or rss_file + ".out"
@@ -140,6 +171,7 @@ def run(cmd, stdout_path=None, timeout=None):
         t0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         status = subprocess.run(full, stdout=out, stderr=subprocess.STDOUT, timeout=timeout).returncode
         t1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    tail_s = wait_gone(settle_exe) if settle_exe else 0.0
     with open(out_file, errors="replace") as f:
         output = f.read()
     with open(rss_file) as f:
@@ -154,6 +186,7 @@ def run(cmd, stdout_path=None, timeout=None):
         "user_s": float(fields[1]),
         "sys_s": float(fields[2]),
         "status": status,
+        "tail_s": tail_s,
         "output": output,
     }
 

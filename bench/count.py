@@ -65,7 +65,7 @@ def main():
 
     def subject(cmd, counter):
         def go(_i):
-            r = b.run(cmd)
+            r = b.run(cmd, settle_exe=nexus)
             if r["status"] != 0:
                 print(f"failed ({r['status']}): {' '.join(cmd)}\n{r['output'][-600:]}", file=sys.stderr)
                 return None
@@ -102,6 +102,7 @@ def main():
     data["syscalls_of_dd"] = exact
     for name, runs in res.items():
         s = {"wall_s": b.summary([r["wall_s"] for r in runs]),
+             "background_detach_tail_s": b.summary([r["tail_s"] for r in runs]),
              "dd_s": b.summary([r["dd_s"] for r in runs if r["dd_s"]]),
              "dd_cpu_s": b.summary([r["dd_cpu_s"] for r in runs if r["dd_cpu_s"]]),
              "cpu_s": b.summary([r["user_s"] + r["sys_s"] for r in runs]),

@@ -58,7 +58,7 @@ def main():
 
     def subject(cmd):
         def go(_i):
-            r = b.run(cmd)
+            r = b.run(cmd, settle_exe=nexus)
             if r["status"] != 0 or not os.path.exists(out_file):
                 print(f"failed ({r['status']}): {' '.join(cmd)}\n{r['output'][-600:]}", file=sys.stderr)
                 return None
@@ -72,7 +72,7 @@ def main():
         return go
 
     subjects = {
-        "untraced dd": lambda _i: dict(b.run(b.TIMED_DD.split()), dd_cpu_s=b.dd_cpu_seconds()),
+        "untraced dd": lambda _i: dict(b.run(b.TIMED_DD.split()), dd_cpu_s=b.dd_cpu_seconds(), tail_s=0.0),
         "bpfnexus": subject([nexus, "-o", out_file, "-c", b.TIMED_DD, "-e", PROG]),
         "bpftrace /pid == cpid/": subject(["bpftrace", "-o", out_file, "-c", b.PINNED_DD, "-e", PROG_CPID]),
     }
@@ -87,6 +87,7 @@ def main():
     for name in ("bpfnexus", "bpftrace /pid == cpid/"):
         runs = res[name]
         s = {"wall_s": b.summary([r["wall_s"] for r in runs]),
+             "background_detach_tail_s": b.summary([r["tail_s"] for r in runs]),
              "dd_s": b.summary([r["dd_s"] for r in runs if r["dd_s"]]),
              "dd_cpu_s": b.summary([r["dd_cpu_s"] for r in runs if r["dd_cpu_s"]]),
              "cpu_s": b.summary([r["user_s"] + r["sys_s"] for r in runs]),

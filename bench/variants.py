@@ -41,7 +41,7 @@ def main():
 
     def subject(cmd):
         def go(_i):
-            r = b.run(cmd)
+            r = b.run(cmd, settle_exe=nexus)
             m = re.search(r"copied, ([\d.]+) s", r["output"])
             if r["status"] != 0 or not m:
                 print(f"failed ({r['status']}): {' '.join(cmd)}\n{r['output'][-400:]}", file=sys.stderr)
