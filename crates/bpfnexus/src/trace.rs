@@ -280,6 +280,47 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
             report.stats.decode_errors,
             report.stats.duration_ns as f64 / 1e6
         );
+        if let Some(memory) = memory_summary() {
+            eprintln!("memory: {memory}");
+        }
     }
     Ok(())
+}
+
+/// Peak and current resident memory, and how much of it is BPF maps
+/// mapped into us (the ring buffer: its data area is mapped twice), from
+/// /proc/self/status and /proc/self/smaps; `None` if /proc is unreadable.
+fn memory_summary() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    let peak = field("VmHWM:")?;
+    let now = field("VmRSS:")?;
+    let mut map_kb = 0u64;
+    if let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") {
+        let mut in_map = false;
+        for line in smaps.lines() {
+            if line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|f| f.contains('-'))
+            {
+                in_map = line.ends_with("anon_inode:bpf-map");
+            } else if in_map && let Some(v) = line.strip_prefix("Rss:") {
+                map_kb += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Some(format!(
+        "peak RSS {peak}, RSS now {now}, of which {map_kb} kB BPF map mappings"
+    ))
 }
