@@ -460,7 +460,8 @@ pub fn compile(
     })
 }
 
-/// The fork/exit programs that keep the scope map current: on the raw
+/// The exec/fork/exit programs that keep the scope map current (the
+/// command joins at its exec, see [`lower::scope_exec_program`]): on the raw
 /// tracepoints when BTF gives `task_struct.tgid` (raw tracepoints detach in
 /// microseconds, classic ones in 40–80 ms each), else on the classic
 /// tracepoints, whose `format` has the pids.
@@ -497,6 +498,18 @@ fn scope_programs(
         };
         out.push(finish(head, &f, index, src)?);
     }
+    // The exec event needs no BTF: the program reads only helpers.
+    let head = Head {
+        name: "scope_exec".to_string(),
+        probe_index: u32::MAX,
+        probe_text: "rawtracepoint:sched_process_exec".to_string(),
+        attach: vec![AttachSpec::RawTracepoint {
+            event: "sched_process_exec".into(),
+        }],
+        prog_type: ProgKind::RawTracepoint,
+        probe_count: 0,
+    };
+    out.push(finish(head, &lower::scope_exec_program(res), index, src)?);
     Ok(out)
 }
 
@@ -533,10 +546,12 @@ fn scope_programs_classic(
         field("sched_process_fork", "child_pid")?,
     );
     let exit = lower::scope_program(res, false, field("sched_process_exit", "pid")?, 0);
+    let exec = lower::scope_exec_program(res);
     let mut out = Vec::new();
     for (name, event, f) in [
         ("scope_fork", "sched_process_fork", fork),
         ("scope_exit", "sched_process_exit", exit),
+        ("scope_exec", "sched_process_exec", exec),
     ] {
         let head = Head {
             name: name.to_string(),

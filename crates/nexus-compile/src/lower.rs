@@ -2223,3 +2223,81 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
     f.ops = ops;
     f
 }
+
+/// The program that starts the scope at the command's `execve`: on
+/// `sched_process_exec`, which fires in the new program's context once an
+/// exec has succeeded, a process whose tgid is `config.cpid` joins the
+/// scope.
+///
+/// The runtime therefore does not seed the scope with the `-c` child: the
+/// held child's own work between its release and its exec (the release
+/// acknowledgement, prctl, signal setup) is not the command's and stays
+/// out of scope. Only helpers are used, so the same code serves the raw
+/// and the classic tracepoint.
+pub fn scope_exec_program(res: &Resources) -> Func {
+    let mut f = Func::default();
+    let scope = res.scope.unwrap_or(0);
+    let (tgid, cfg, cpid) = (R::V(0), R::V(1), R::V(2));
+    let exit = Label(0);
+    f.vregs = 3;
+    f.labels = 1;
+    f.slots = vec![8, 8];
+    let key = Slot(0);
+    let val = Slot(1);
+    let addr = |dst: u8, slot: Slot| Op::Addr {
+        dst: R::P(dst),
+        slot,
+        off: 0,
+    };
+    f.ops = vec![
+        Op::Line {
+            span: Span::default(),
+            what: "scope: the command joins the scope at its exec".to_string(),
+        },
+        Op::Call(Helper::GetCurrentPidTgid),
+        Op::Mov(tgid, Opnd::R(R::P(0))),
+        Op::Alu(AluOp::Rsh, tgid, Opnd::Imm(32)),
+        Op::MapValue {
+            dst: cfg,
+            map: res.config,
+            off: 0,
+        },
+        Op::Load {
+            size: Size::DW,
+            signed: false,
+            dst: cpid,
+            base: Base::R(cfg),
+            off: CONFIG_CPID as i32,
+        },
+        Op::Br {
+            cond: JmpCond::Ne,
+            a: tgid,
+            b: Opnd::R(cpid),
+            target: exit,
+        },
+        Op::Store {
+            size: Size::DW,
+            base: Base::Slot(key),
+            off: 0,
+            src: Opnd::R(tgid),
+        },
+        Op::Store {
+            size: Size::DW,
+            base: Base::Slot(val),
+            off: 0,
+            src: Opnd::Imm(1),
+        },
+        Op::Map {
+            dst: R::P(1),
+            map: scope,
+        },
+        addr(2, key),
+        addr(3, val),
+        Op::Mov(R::P(4), Opnd::Imm(0)),
+        Op::Call(Helper::MapUpdateElem),
+        Op::Label(exit),
+        Op::Mov(R::P(0), Opnd::Imm(0)),
+        Op::Exit,
+    ];
+    f
+}

@@ -236,7 +236,10 @@ fn scope_programs_are_generated() {
     };
     let a = compile_source(src, &MemoryCatalog::sample(), &opts).unwrap();
     let names: Vec<&str> = a.programs.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, vec!["tp_0", "scope_fork", "scope_exit"]);
+    assert_eq!(
+        names,
+        vec!["tp_0", "scope_fork", "scope_exit", "scope_exec"]
+    );
     assert!(a.map_with_role(&MapRole::Scope).is_some());
     // With task_struct.tgid from BTF they are raw tracepoints...
     let raw = |a: &Artifact| {
@@ -255,7 +258,11 @@ fn scope_programs_are_generated() {
     };
     assert_eq!(
         raw(&a),
-        vec![rawtp("sched_process_fork"), rawtp("sched_process_exit")]
+        vec![
+            rawtp("sched_process_fork"),
+            rawtp("sched_process_exit"),
+            rawtp("sched_process_exec")
+        ]
     );
     // ... and classic tracepoints without it.
     let mut no_btf = MemoryCatalog::sample();
@@ -1158,21 +1165,21 @@ fn attach_point_count_is_bpftraces_probe_count() {
         (a.attach_point_count(), a.programs.len())
     };
     // Three syscall tracepoints share one raw program; BEGIN and END
-    // count; the two scope-tracking programs do not.
+    // count; the three scope-tracking programs do not.
     assert_eq!(
         count("tracepoint:syscalls:sys_enter_* { @[probe] = count(); } BEGIN { } END { }"),
-        (5, 5)
+        (5, 6)
     );
     // Enter and exit: two raw programs, two attach points.
     assert_eq!(
         count(
             "tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_exit_read { @ = count(); }"
         ),
-        (2, 4)
+        (2, 5)
     );
     // Wildcard uprobes that need their own program each.
-    assert_eq!(count("uprobe:libc:*alloc { @[probe] = count(); }"), (3, 5));
-    assert_eq!(count("profile:hz:99 { @ = count(); }"), (1, 3));
+    assert_eq!(count("uprobe:libc:*alloc { @[probe] = count(); }"), (3, 6));
+    assert_eq!(count("profile:hz:99 { @ = count(); }"), (1, 4));
 }
 
 #[test]
@@ -1320,6 +1327,57 @@ fn kernel_scope_follows_grandchildren_on_raw_tracepoints() {
             .unwrap()
             .is_some(),
         "a thread exit removed the process"
+    );
+}
+
+/// `-c` scoping starts at the command's exec: a held child (here `sh`
+/// waiting on its stdin) is out of scope until it execs, then the exec'd
+/// program (same tgid, `config.cpid`) is in scope, and an unrelated exec
+/// stays out.
+#[test]
+fn kernel_scope_starts_at_the_commands_exec() {
+    use std::io::Write;
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let src = "tracepoint:syscalls:sys_enter_clock_nanosleep { @ = count(); }";
+    let opts = CompileOptions {
+        scope: true,
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let maps = create_maps(&a);
+    let (links, _) = load_and_attach(&a, &maps);
+    let scope = &maps[a.map_with_role(&MapRole::Scope).unwrap()];
+    let count = user_map(&a, "@");
+    let mut held = std::process::Command::new("sh")
+        .args(["-c", "read x; exec sleep 0.02"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cpid = held.id();
+    set_config(&a, &maps, nexus_compile::CONFIG_CPID, u64::from(cpid));
+    set_config(&a, &maps, nexus_compile::CONFIG_SCOPE_ENABLED, 1);
+    // An exec by another process does not join.
+    std::process::Command::new("sleep")
+        .arg("0.01")
+        .status()
+        .unwrap();
+    let before = keyless_count(&maps, count);
+    let scoped_before = scope.lookup(&cpid.to_le_bytes()).unwrap().is_some();
+    held.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(held.wait().unwrap().success());
+    let after = keyless_count(&maps, count);
+    drop(links);
+    assert_eq!(before, 0, "an exec by another process joined the scope");
+    assert!(
+        !scoped_before,
+        "the held child was in scope before its exec"
+    );
+    assert!(
+        after >= 1,
+        "the command's sleep after its exec was not counted"
     );
 }
 
