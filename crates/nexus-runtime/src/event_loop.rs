@@ -10,7 +10,11 @@
 //! record: it sleeps at most [`RunOptions::drain_interval`] (10 ms by
 //! default), then drains the buffer until it is empty. That interval is the
 //! delay of a low-rate event and costs an idle session 100 wakeups a
-//! second; a flood wakes the loop early through the producers' threshold.
+//! second. Under a flood (a drain found [`BUSY_RECORDS`] or more) it sleeps
+//! only [`RunOptions::busy_drain_interval`] (1 ms), to keep the buffer
+//! below the producers' forced-wakeup threshold: past it every record
+//! committed before the consumer runs queues a wakeup, and at ~1 M
+//! records/s a 10 ms sleep reaches it (4 MiB / 8 ≈ 11 k records).
 //!
 //! Under a flood the loop reads at most [`MAX_BATCHES_PER_WAIT`] batches
 //! before it polls again (without sleeping), so a signal or the command's
@@ -78,6 +82,10 @@ impl std::fmt::Debug for Waiters<'_> {
     }
 }
 
+/// A drain that found at least this many records means a flood: the next
+/// sleep is [`RunOptions::busy_drain_interval`].
+pub const BUSY_RECORDS: usize = 1024;
+
 /// Batches read back to back before the loop looks at signals and the
 /// traced process again (with `batch_bytes` = 256 KiB: 16 MiB of records).
 pub const MAX_BATCHES_PER_WAIT: usize = 64;
@@ -138,6 +146,7 @@ pub fn run<B: Backend>(
     let mut last_lost_check = Instant::now();
     let mut unflushed = false;
     loop {
+        let mut busy = false;
         let more = match drain(backend, dispatcher, sink, options)? {
             Drained::End(reason) => return Ok(reason),
             Drained::More => {
@@ -145,6 +154,7 @@ pub fn run<B: Backend>(
                 true
             }
             Drained::Empty { records } => {
+                busy = records >= BUSY_RECORDS;
                 if records > 0 || unflushed {
                     // Idle for now: make what arrived visible.
                     if !sunk(sink.flush().map_err(SessionError::Sink))? {
@@ -189,11 +199,15 @@ pub fn run<B: Backend>(
         if let Some(fd) = backend.ready_fd() {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        let interval = if busy {
+            options.busy_drain_interval
+        } else {
+            options.drain_interval
+        };
         let timeout = if more {
             PollTimeout::ZERO
         } else {
-            PollTimeout::try_from(options.drain_interval.min(options.lost_check))
-                .unwrap_or(PollTimeout::NONE)
+            PollTimeout::try_from(interval.min(options.lost_check)).unwrap_or(PollTimeout::NONE)
         };
         match poll(&mut fds, timeout) {
             Ok(_) => {}

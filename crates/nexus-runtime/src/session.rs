@@ -121,6 +121,10 @@ pub struct RunOptions {
     /// wake the loop for every record (see [`crate::event_loop`]), so this
     /// is how late a lone event can be printed.
     pub drain_interval: Duration,
+    /// The sleep between drains while records flood in (the last drain
+    /// found [`crate::event_loop::BUSY_RECORDS`] or more): short enough to
+    /// stay below the producers' forced-wakeup threshold.
+    pub busy_drain_interval: Duration,
 }
 
 impl Default for RunOptions {
@@ -130,6 +134,7 @@ impl Default for RunOptions {
             batch_bytes: 256 * 1024,
             lost_check: Duration::from_millis(500),
             drain_interval: Duration::from_millis(10),
+            busy_drain_interval: Duration::from_millis(1),
         }
     }
 }
