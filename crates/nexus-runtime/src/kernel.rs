@@ -646,6 +646,99 @@ mod tests {
         }
     }
 
+    /// The total of the `count()` map `@`, summed over CPUs.
+    fn count_of(backend: &mut KernelBackend) -> u64 {
+        let index = backend
+            .artifact()
+            .maps
+            .iter()
+            .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@"))
+            .expect("the program has @");
+        backend
+            .map_entries(index)
+            .expect("reading @")
+            .iter()
+            .flat_map(|e| e.slots.iter())
+            .filter_map(|s| s.get(..8))
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+            .sum()
+    }
+
+    /// Links of this backend's programs still open in this process.
+    fn our_links(backend: &KernelBackend) -> usize {
+        let ids: Vec<u32> = backend
+            .programs
+            .iter()
+            .map(|l| l.program.id().expect("program id"))
+            .collect();
+        handoff::link_fds_of(&ids)
+            .expect("reading /proc/self/fd")
+            .len()
+    }
+
+    #[test]
+    fn stopped_probes_are_inert_and_slow_links_are_handed_off() {
+        let Some(mut backend) = load_or_skip("tracepoint:sched:sched_switch { @ = count(); }")
+        else {
+            return;
+        };
+        let config = RunConfig {
+            tracer_tgid: std::process::id(),
+            ..RunConfig::default()
+        };
+        backend.configure(&config, &[]).expect("configure");
+        backend.attach().expect("attach");
+        // Context switches happen all the time; sleeping makes some.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(count_of(&mut backend) > 0, "the probe fired while live");
+        backend.start_detach();
+        assert!(backend.stopped, "the artifact has a stopping flag");
+        let stopped_at = count_of(&mut backend);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(count_of(&mut backend), stopped_at, "inert after stopping");
+        assert_eq!(our_links(&backend), 1);
+
+        let report = backend.detach();
+        assert_eq!(report.links, 1);
+        let background = backend.background_detach().expect("handed off");
+        assert_eq!(background.descriptors, 1);
+        // Our copy is closed; the helper holds the link until it closes it.
+        assert_eq!(our_links(&backend), 0);
+    }
+
+    #[test]
+    fn wait_mode_detaches_in_place() {
+        let required = std::env::var_os("BPFNEXUS_REQUIRE_KERNEL").is_some_and(|v| v == "1");
+        let src = "tracepoint:sched:sched_switch { @ = count(); }";
+        let artifact = match nexus_compile::compile_source(
+            src,
+            &nexus_kernel::KernelCatalog,
+            &CompileOptions::default(),
+        ) {
+            Ok(a) => a,
+            Err(d) if !required => return eprintln!("skipped: {d:?}"),
+            Err(d) => panic!("{d:?}"),
+        };
+        let options = LoadOptions {
+            detach: DetachMode::Wait,
+            ..LoadOptions::default()
+        };
+        let mut backend = match KernelBackend::load(artifact, &options) {
+            Ok(b) => b,
+            Err(e) if !required => return eprintln!("skipped: {e}"),
+            Err(e) => panic!("{e}"),
+        };
+        backend
+            .configure(&RunConfig::default(), &[])
+            .expect("configure");
+        backend.attach().expect("attach");
+        backend.start_detach();
+        let report = backend.detach();
+        assert_eq!(report.links, 1);
+        assert_eq!(backend.background_detach(), None);
+        assert_eq!(our_links(&backend), 0);
+    }
+
     #[test]
     fn probe_count_is_bpftraces_attach_point_count() {
         // Two syscall tracepoints share one raw tracepoint program, and -c
