@@ -872,7 +872,9 @@ impl<'a> Lower<'a> {
                         let x = self.int(value);
                         match op {
                             Some(op) => {
-                                self.binop_into(op, r, x, self.var_types[&v.name].is_signed())
+                                let signed = self.var_types[&v.name].is_signed();
+                                let divisor = crate::check::const_int(value);
+                                self.binop_into(op, r, x, signed, divisor)
                             }
                             None => self.mov(r, x),
                         }
@@ -903,7 +905,8 @@ impl<'a> Lower<'a> {
                             Some(op) => {
                                 let old = self.map_int(idx, key);
                                 let x = self.int(value);
-                                self.binop_into(op, old, x, t.is_signed());
+                                let divisor = crate::check::const_int(value);
+                                self.binop_into(op, old, x, t.is_signed(), divisor);
                                 self.store(Size::DW, val, old);
                             }
                             None => self.write_into(value, &t, val),
@@ -1050,7 +1053,13 @@ impl<'a> Lower<'a> {
         out
     }
 
-    fn binop_into(&mut self, op: BinOp, dst: R, x: R, signed: bool) {
+    /// `dst op= x`; `divisor` is `x`'s value when it is a literal.
+    fn binop_into(&mut self, op: BinOp, dst: R, x: R, signed: bool, divisor: Option<i64>) {
+        if matches!(op, BinOp::Div | BinOp::Mod)
+            && let Some(k) = divisor.and_then(pow2_shift)
+        {
+            return self.div_mod_pow2(op == BinOp::Div, dst, k, signed);
+        }
         let alu = match op {
             BinOp::Add => AluOp::Add,
             BinOp::Sub => AluOp::Sub,
@@ -1072,6 +1081,40 @@ impl<'a> Lower<'a> {
             }
         };
         self.alu(alu, dst, x);
+    }
+
+    /// `dst /= 2^k` or `dst %= 2^k` with shifts and masks instead of
+    /// (s)div/(s)mod.
+    ///
+    /// The verifier does not track the result of a division or modulo (it
+    /// becomes an unknown scalar even for known operands), so a loop that
+    /// branches on `$i % 2` forks at every iteration and its paths never
+    /// prune: `while` loops with such a test ran out of the 1M-instruction
+    /// budget. Shifts, masks and adds keep known values known. Signed
+    /// operands round toward zero like `sdiv`/`smod`: a negative dividend
+    /// is biased by `2^k - 1` first (`bias = (a s>> 63) >> (64 - k)`),
+    /// branch-free so no path is added either.
+    fn div_mod_pow2(&mut self, div: bool, dst: R, k: u32, signed: bool) {
+        let k = k as i32;
+        let mask = (1i32 << k) - 1;
+        if !signed {
+            return if div {
+                self.alu(AluOp::Rsh, dst, k)
+            } else {
+                self.alu(AluOp::And, dst, mask)
+            };
+        }
+        let bias = self.v();
+        self.mov(bias, dst);
+        self.alu(AluOp::Arsh, bias, 63);
+        self.alu(AluOp::Rsh, bias, 64 - k);
+        self.alu(AluOp::Add, dst, bias);
+        if div {
+            self.alu(AluOp::Arsh, dst, k);
+        } else {
+            self.alu(AluOp::And, dst, mask);
+            self.alu(AluOp::Sub, dst, bias);
+        }
     }
 
     fn compare(&mut self, op: BinOp, a: R, b: R, signed: bool) -> R {
@@ -1928,7 +1971,7 @@ impl<'a> Lower<'a> {
                 let signed = crate::check::arith_signed(lhs, rhs, &ta, &tb);
                 let a = self.int(lhs);
                 let b = self.int(rhs);
-                self.binop_into(op, a, b, signed);
+                self.binop_into(op, a, b, signed, crate::check::const_int(rhs));
                 a
             }
         }
@@ -1997,6 +2040,12 @@ impl From<Opnd> for OpndArg {
     fn from(o: Opnd) -> Self {
         OpndArg(o)
     }
+}
+
+/// `k` when `c == 2^k` with `1 <= k <= 30` (the mask `c - 1` fits an
+/// immediate).
+fn pow2_shift(c: i64) -> Option<u32> {
+    (c >= 2 && c.count_ones() == 1 && c <= 1 << 30).then(|| c.trailing_zeros())
 }
 
 /// The generated fork/exit programs that keep the scope map current: on

@@ -679,6 +679,42 @@ fn kernel_runs_arithmetic_and_control_flow() {
     assert_eq!(int_fields(&a, &recs[1]), vec![13, 100, 1, 15, -4, 28]);
 }
 
+/// Division and modulo by a power of two (lowered to shifts and masks so
+/// the verifier keeps known values known) round toward zero like
+/// sdiv/smod; a while loop that branches on `$i % 2` and then on the
+/// accumulated value verifies (it exhausted the 1M-instruction budget when
+/// smod made `$i % 2` unknown at every iteration).
+#[test]
+fn kernel_runs_power_of_two_division_and_a_branching_loop() {
+    let src = r#"BEGIN {
+        $n = -5; $p = 7; $m = -6; $big = (uint64)0 - 1;
+        printf("%d %d %d %d %d %d %d %d\n", $n % 2, $n / 2, $p % 4, $p / 4, $m % 4, $m / 4,
+               $big % 8, $big / 1073741824);
+        $a = -9; $a %= 8; $b = -9; $b /= 8; $c = 9; $c %= 3;
+        printf("%d %d %d %d\n", $a, $b, $c, -8 % 2);
+        $i = 0; $e = 0;
+        while ($i < 20) { $i++; if ($i % 2 == 1) { continue; } if ($i > 12) { break; } $e += $i; }
+        printf("%d %d\n", $i, $e);
+        if ($e < 10) { printf("a\n"); } else if ($e < 100) { printf("b\n"); } else { printf("c\n"); }
+    }"#;
+    let Some((a, _, recs)) = run_begin(src, 1) else {
+        return;
+    };
+    assert_eq!(recs.len(), 4, "records");
+    assert_eq!(
+        int_fields(&a, &recs[0]),
+        vec![-1, -2, 3, 1, -2, -1, 7, 17179869183]
+    );
+    assert_eq!(int_fields(&a, &recs[1]), vec![-1, -1, 0, 0]);
+    assert_eq!(int_fields(&a, &recs[2]), vec![14, 42]);
+    let h = nexus_compile::RecordHeader::parse(&recs[3]).unwrap();
+    let e = a.event(h.event_id).unwrap();
+    assert!(
+        matches!(&e.kind, nexus_compile::EventKind::Printf { format } if format == "b\n"),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn kernel_runs_strings() {
     let src = r#"BEGIN {
