@@ -115,13 +115,14 @@ impl Observer for Verbose {
                 report.elapsed.as_secs_f64() * 1e3
             ),
             Some(b) => eprintln!(
-                "detached {} links in {:.3} ms: {} slow to close handed to a background process \
-                 (forked pid {}, {:.3} ms), probes inert until it reports below",
-                report.links,
-                report.elapsed.as_secs_f64() * 1e3,
+                "handed {} of {} links (those slow to detach) to a background process \
+                 (forked pid {}, {:.3} ms; detach step {:.3} ms in all); \
+                 they stay attached but inert until it reports",
                 b.descriptors,
+                report.links,
                 b.forked_pid,
-                b.elapsed.as_secs_f64() * 1e3
+                b.elapsed.as_secs_f64() * 1e3,
+                report.elapsed.as_secs_f64() * 1e3
             ),
         }
     }

@@ -73,6 +73,8 @@ pub struct KernelBackend {
     detaching: Option<(std::thread::JoinHandle<()>, Instant, usize)>,
     /// The handoff made by `detach`, if any.
     background: Option<BackgroundDetach>,
+    /// Fast links closed by `start_detach` (counted in the detach report).
+    closed_early: usize,
 }
 
 /// True for targets whose link waits for RCU grace periods when closed.
@@ -144,6 +146,7 @@ impl KernelBackend {
             ring,
             detaching: None,
             background: None,
+            closed_early: 0,
         })
     }
 
@@ -496,6 +499,8 @@ impl Backend for KernelBackend {
                 if slow {
                     self.links.push(link);
                     self.slow.push(true);
+                } else {
+                    self.closed_early += link.len();
                 }
             }
             return;
@@ -544,7 +549,7 @@ impl Backend for KernelBackend {
             n += count;
         }
         DetachReport {
-            links: n,
+            links: n + std::mem::take(&mut self.closed_early),
             elapsed: started.elapsed(),
         }
     }
