@@ -24,6 +24,7 @@ and from dd's CPU time (the steadiest under load); the counts of every tool
 
 Run as root:  python3 bench/count.py [ROUNDS] [STRACE_RUNS]   (default 10, 3)
 """
+import os
 import re
 import shutil
 import sys
@@ -117,7 +118,7 @@ def main():
                 if s["dd_cpu_s"] and base_cpu:
                     s["ns_per_syscall_cpu"] = (s["dd_cpu_s"]["median"] - base_cpu["median"]) / exact["median"] * 1e9
         data["subjects"][name] = s
-    data["machine"]["loadavg_end"] = __import__("os").getloadavg()
+    data["machine"]["loadavg_end"] = os.getloadavg()
     b.save("count", data)
     report(data)
 

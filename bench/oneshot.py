@@ -11,6 +11,7 @@ BENCH_CPU (default 1), rounds interleaved. After the timed rounds, a few
 Run as root from anywhere:  python3 bench/oneshot.py [ROUNDS]   (default 10)
 Targets: wall <= 1/10 of bpftrace's, peak RSS <= 1/8 of bpftrace's.
 """
+import os
 import re
 import shutil
 import sys
@@ -42,7 +43,6 @@ SCENARIOS = {
 
 
 def check_tracepoints_exist():
-    import os
     for tp in [f"syscalls/sys_enter_{s}" for s in SYSCALLS] + [t.replace(":", "/") for t in NON_SYSCALL]:
         if not os.path.isdir(f"/sys/kernel/tracing/events/{tp}"):
             b.die(f"tracepoint {tp} does not exist on this kernel")
@@ -100,7 +100,7 @@ def main():
             sc["wall_ratio"] = sc["bpfnexus"]["wall_s"]["median"] / sc["bpftrace"]["wall_s"]["median"]
             sc["rss_ratio"] = sc["bpfnexus"]["rss_mb"]["median"] / sc["bpftrace"]["rss_mb"]["median"]
         data["scenarios"][name] = sc
-    data["machine"]["loadavg_end"] = __import__("os").getloadavg()
+    data["machine"]["loadavg_end"] = os.getloadavg()
     b.save("oneshot", data)
     report(data)
 
