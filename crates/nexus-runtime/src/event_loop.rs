@@ -235,3 +235,163 @@ pub fn run<B: Backend>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{AttachedProbe, BackendError, DetachReport, RawEntry, RecordBatch};
+    use crate::sink::{MessageKind, PrintfEvent, RunStats};
+    use crate::text::MapPrintOptions;
+    use crate::value::{MapDump, Value};
+    use nexus_compile::{Artifact, CompileOptions, EventKind, RECORD_HEADER_SIZE};
+    use std::collections::VecDeque;
+    use std::os::fd::BorrowedFd;
+
+    /// Hands out records in rounds, as a ring buffer filled by producers
+    /// that never wake the consumer would: each `read_batch` takes the
+    /// next round; an empty round is an empty buffer.
+    struct Rounds(VecDeque<Vec<Vec<u8>>>);
+
+    impl Backend for Rounds {
+        fn configure(&mut self, _: &crate::RunConfig, _: &[u32]) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn add_to_scope(&mut self, _: u32) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn probe_count(&self) -> usize {
+            1
+        }
+        fn run_begin(&mut self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn run_end(&mut self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+            // Never readable: only the drain interval brings records in.
+            None
+        }
+        fn read_batch(&mut self, batch: &mut RecordBatch, _max_bytes: usize) -> usize {
+            batch.clear();
+            for record in self.0.pop_front().unwrap_or_default() {
+                batch.push(&record);
+            }
+            batch.len()
+        }
+        fn map_entries(&mut self, _: usize) -> Result<Vec<RawEntry>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn clear_map(&mut self, _: usize) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn zero_map(&mut self, _: usize) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn stack_frames(&mut self, _: u32, _: &mut Vec<u64>) -> bool {
+            false
+        }
+        fn lost_events(&mut self) -> Result<u64, BackendError> {
+            Ok(0)
+        }
+        fn detach(&mut self) -> DetachReport {
+            DetachReport::default()
+        }
+    }
+
+    /// Logs what it is asked to do.
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    impl Sink for Log {
+        fn attached_probes(&mut self, _: u64) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn printf(&mut self, event: &PrintfEvent<'_>) -> Result<(), SinkError> {
+            let mut text = Vec::new();
+            event.site.format.format(event.args, &mut text)?;
+            self.0.push(String::from_utf8_lossy(&text).into_owned());
+            Ok(())
+        }
+        fn message(&mut self, _: MessageKind, _: &[u8]) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn value(&mut self, _: &Value) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn map(&mut self, _: &MapDump, _: &MapPrintOptions) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn exit_maps(&mut self, _: &[MapDump]) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn lost(&mut self, _: u64) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn run_stats(&mut self, _: &RunStats) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            self.0.push("flush".into());
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    fn record(event_id: usize) -> Vec<u8> {
+        let mut r = vec![0u8; RECORD_HEADER_SIZE as usize];
+        r[..4].copy_from_slice(&u32::try_from(event_id).unwrap().to_le_bytes());
+        r
+    }
+
+    fn event_of(artifact: &Artifact, matches: impl Fn(&EventKind) -> bool) -> usize {
+        artifact
+            .events
+            .iter()
+            .position(|e| matches(&e.kind))
+            .unwrap()
+    }
+
+    #[test]
+    fn records_that_arrive_without_a_wakeup_are_drained_flushed_and_exit_ends_the_loop() {
+        let artifact = nexus_compile::compile_source(
+            r#"BEGIN { printf("a\n"); exit(); }"#,
+            &nexus_kernel::KernelCatalog,
+            &CompileOptions::default(),
+        )
+        .expect("compiles");
+        let a = event_of(&artifact, |k| matches!(k, EventKind::Printf { .. }));
+        let exit = event_of(&artifact, |k| matches!(k, EventKind::Exit));
+        let mut backend = Rounds(VecDeque::from([
+            vec![record(a), record(a)],
+            vec![],
+            // Arrives while the loop sleeps; no descriptor says so.
+            vec![record(a)],
+            vec![],
+            vec![record(exit), record(a)],
+        ]));
+        let mut dispatcher = Dispatcher::new(&artifact);
+        let mut sink = Log::default();
+        let signals = Signals::block().expect("signalfd");
+        let reason = run(
+            &mut backend,
+            &mut dispatcher,
+            &mut sink,
+            &signals,
+            Waiters::default(),
+            &RunOptions::default(),
+        )
+        .expect("runs");
+        assert_eq!(reason, EndReason::Exit);
+        // Each time the buffer ran empty what arrived was flushed. A batch
+        // is dispatched whole, so the record behind exit() is printed too
+        // (the session's final drain would print it anyway).
+        assert_eq!(sink.0, ["a\n", "a\n", "flush", "a\n", "flush", "a\n"]);
+        assert_eq!(dispatcher.stats().events, 5);
+    }
+}
