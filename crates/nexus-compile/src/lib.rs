@@ -22,6 +22,7 @@ pub mod emit;
 pub mod format;
 pub mod ir;
 pub mod lower;
+mod params;
 pub mod providers;
 pub mod regalloc;
 pub mod ty;
@@ -146,13 +147,21 @@ fn units(
     let mut out: Vec<Unit> = Vec::new();
     for (i, probe) in program.probes.iter().enumerate() {
         let deps = depends(probe);
-        let text = probe
-            .attach_points
+        // Positional parameters are substituted before resolution, so
+        // `probe` reports the attach point as resolved.
+        let mut aps = Vec::new();
+        for ap in &probe.attach_points {
+            match params::substitute_attach_point(ap, &opts.params) {
+                Ok(ap) => aps.push(ap),
+                Err(d) => diags.push(d),
+            }
+        }
+        let text = aps
             .iter()
             .map(|a| a.canonical())
             .collect::<Vec<_>>()
             .join(",");
-        for ap in &probe.attach_points {
+        for ap in &aps {
             let provider = providers::provider(ap.kind);
             let expanded = match provider.expand(ap, catalog) {
                 Ok(e) => e,

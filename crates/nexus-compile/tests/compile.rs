@@ -278,6 +278,32 @@ fn scope_programs_are_generated() {
 }
 
 #[test]
+fn positional_parameters_in_attach_points_are_substituted() {
+    let opts = CompileOptions {
+        params: vec!["libc".into()],
+        ..CompileOptions::default()
+    };
+    // (The parser takes a parameter only as the binary.)
+    let src = "uprobe:$1:malloc { @[probe] = count(); }";
+    let a = compile_source(src, &MemoryCatalog::sample(), &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    assert_eq!(a.programs[0].probe_text, "uprobe:libc:malloc");
+    assert!(
+        matches!(&a.programs[0].attach[0], nexus_compile::AttachSpec::Uprobe { binary, .. }
+            if binary == "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+        "{:?}",
+        a.programs[0].attach
+    );
+    let none = CompileOptions::default();
+    let diags = compile_source(src, &MemoryCatalog::sample(), &none).unwrap_err();
+    assert!(
+        diags.iter().any(|d| d.message.contains("`$1`")),
+        "{}",
+        nexus_lang::render_all(&diags, "test", src)
+    );
+}
+
+#[test]
 fn asm_dump_names_helpers() {
     let a = compile_source(
         r#"BEGIN { printf("x\n"); }"#,
