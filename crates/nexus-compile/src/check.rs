@@ -528,7 +528,7 @@ impl Typer<'_> {
                 return Err(Self::err(span, "`args` needs a field, e.g. args.filename"));
             }
             "kstack" | "ustack" => {
-                if !p.has_regs() {
+                if !p.has_stack() {
                     return Err(Self::err(
                         span,
                         format!("`{name}` is not available in {kind} probes"),

@@ -65,6 +65,14 @@ const PROGRAMS: &[(&str, &str)] = &[
         r#"profile:hz:99 { @[cpu] = count(); @k[kstack] = count(); }"#,
     ),
     (
+        "tracepoint kstack",
+        r#"tracepoint:sched:sched_switch { @[kstack] = count(); @u[ustack(3)] = count(); }"#,
+    ),
+    (
+        "lowered syscall and raw tracepoint kstack",
+        r#"tracepoint:syscalls:sys_enter_read { @[kstack, ustack] = count(); } rawtracepoint:sched_switch { @s[kstack(perf)] = count(); }"#,
+    ),
+    (
         "software event",
         r#"software:cpu-clock:100000 { @x = count(); }"#,
     ),
@@ -318,6 +326,11 @@ fn asm_dump_names_helpers() {
 
 /// Semantic errors: (program, message fragment, the text the span covers).
 const ERRORS: &[(&str, &str, &str)] = &[
+    (
+        "BEGIN { @[kstack] = count(); }",
+        "`kstack` is not available in BEGIN probes",
+        "kstack",
+    ),
     (
         "BEGIN { prinft(\"x\"); }",
         "unknown function `prinft`",

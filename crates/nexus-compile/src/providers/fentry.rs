@@ -85,9 +85,6 @@ impl Provider for Fentry {
         let n = e.args.as_ref().map_or(0, Vec::len);
         (kind == ProbeKind::Fexit).then(|| CtxRead::u64_at((n * 8) as i16))
     }
-    fn has_regs(&self) -> bool {
-        false
-    }
     fn space(&self) -> Space {
         Space::None
     }

@@ -142,8 +142,11 @@ pub trait Provider: Sync {
     fn sees_tracer(&self) -> bool {
         true
     }
-    /// True when the context holds the registers (`kstack`/`ustack`, `reg`).
-    fn has_regs(&self) -> bool {
+    /// True when `kstack`/`ustack` work: `bpf_get_stackid` is available to
+    /// the program type (kprobe, uprobe, tracepoint, raw tracepoint,
+    /// perf event, tracing) and the probe fires in a task's context. Not
+    /// BEGIN/END, which run from the tracer through `BPF_PROG_TEST_RUN`.
+    fn has_stack(&self) -> bool {
         true
     }
 }

@@ -76,9 +76,6 @@ impl Provider for Interval {
     fn sees_tracer(&self) -> bool {
         false
     }
-    fn has_regs(&self) -> bool {
-        false
-    }
 }
 
 /// Software events: (names, default sample period), as bpftrace spells them.

@@ -30,7 +30,7 @@ impl Provider for Special {
     fn sees_tracer(&self) -> bool {
         false
     }
-    fn has_regs(&self) -> bool {
+    fn has_stack(&self) -> bool {
         false
     }
 }

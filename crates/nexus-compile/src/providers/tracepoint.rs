@@ -112,9 +112,6 @@ impl Provider for Tracepoint {
     fn prog_kind(&self, _: ProbeKind) -> ProgKind {
         ProgKind::Tracepoint
     }
-    fn has_regs(&self) -> bool {
-        false
-    }
 }
 
 pub(super) struct RawTracepoint;
@@ -161,9 +158,6 @@ impl Provider for RawTracepoint {
     fn arg(&self, n: u32) -> Option<CtxRead> {
         // struct bpf_raw_tracepoint_args { __u64 args[0]; }
         (n < 12).then(|| CtxRead::u64_at((n * 8) as i16))
-    }
-    fn has_regs(&self) -> bool {
-        false
     }
 }
 
