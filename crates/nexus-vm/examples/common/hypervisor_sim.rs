@@ -4,7 +4,7 @@
 //! with static tracepoints named after axebpf's. A seeded generator drives
 //! it, so the same seed fires the same tracepoints with the same arguments.
 //!
-//! Included with `#[path]` by `examples/hypervisor.rs` of nexus-vm and of
+//! Included with `#[path]` by `examples/hypervisor_asm.rs` of nexus-vm and of
 //! nexus-runtime; it is not an example of its own (no `main`).
 
 // Each includer uses a different part of this module.

@@ -1,7 +1,7 @@
 //! A simulated hypervisor instrumented with static tracepoints, traced by
 //! hand-assembled eBPF programs running in nexus-vm.
 //!
-//! Run: `cargo run -p nexus-vm --example hypervisor [-- SEED]`
+//! Run: `cargo run -p nexus-vm --example hypervisor_asm [-- SEED]`
 //!
 //! The simulation (VM create/boot/shutdown, vCPU run loops with VM exits,
 //! hypercalls, page faults, IRQ injection) is driven by a seeded generator
