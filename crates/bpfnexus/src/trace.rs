@@ -260,6 +260,14 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
         &RunOptions::default(),
     )
     .map_err(|e| session_failure(e, &source, args.verbose))?;
+    // A command still running is left running (the session has reaped one
+    // that ended); a thread reaps it if it ends while we still live, so it
+    // is never a zombie of ours.
+    let command_pid = child.as_ref().map(nexus_proc::HeldChild::pid);
+    let reaper = match child.take() {
+        Some(c) if report.command_status.is_none() => Some(c),
+        _ => None,
+    };
     if report.stats.decode_errors > 0 && args.format == Format::Text {
         eprintln!(
             "bpfnexus: warning: {} records could not be decoded",
@@ -281,9 +289,20 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
             report.stats.decode_errors,
             report.stats.duration_ns as f64 / 1e6
         );
+        if let Some(pid) = command_pid {
+            match report.command_status {
+                Some(status) => eprintln!("the command (pid {pid}) ended: {status}"),
+                None => eprintln!("the command (pid {pid}) is still running; it is left running"),
+            }
+        }
         if let Some(memory) = memory_summary() {
             eprintln!("memory: {memory}");
         }
+    }
+    if let Some(c) = reaper
+        && let Err(e) = c.reap_in_background()
+    {
+        eprintln!("bpfnexus: warning: {e}");
     }
     Ok(())
 }

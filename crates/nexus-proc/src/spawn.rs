@@ -805,6 +805,28 @@ impl HeldChild {
         self.wait_blocking()
     }
 
+    /// Hands the released child to a background thread that waits for it,
+    /// so it never lingers as a zombie while this process lives, and the
+    /// caller need not wait. The thread ends with the child's status (or
+    /// at once with [`SpawnError::NotReleased`] for a held child, which
+    /// dropping then kills). A process that exits first leaves the child
+    /// to init, which reaps it.
+    pub fn reap_in_background(
+        mut self,
+    ) -> Result<std::thread::JoinHandle<Result<ExitStatus, SpawnError>>, SpawnError> {
+        let command = self.command.clone();
+        let pid = self.pid;
+        std::thread::Builder::new()
+            .name(format!("reap {pid}"))
+            .spawn(move || self.wait())
+            .map_err(|source| SpawnError::Control {
+                command,
+                pid,
+                call: "spawning the reaper thread",
+                source,
+            })
+    }
+
     /// Sends `signal` to the child (held or released). A no-op once the
     /// child has been reaped or has already exited (its pid may be reused,
     /// which is why the pidfd is used when present).

@@ -165,6 +165,17 @@ fn pidfd_becomes_readable_on_exit() {
 }
 
 #[test]
+fn a_child_reaped_in_background_leaves_no_zombie() {
+    let mut child = spawn("sh -c 'exit 3'");
+    let pid = child.pid();
+    child.release().unwrap();
+    let reaper = child.reap_in_background().unwrap();
+    assert_eq!(reaper.join().unwrap().unwrap(), ExitStatus::Exited(3));
+    // Reaped: the pid is gone entirely, not left as a zombie.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
 fn released_program_has_default_signals_and_empty_mask() {
     // Run the spawn on a thread that blocks SIGINT/SIGTERM, as the runtime's
     // event loop does (it reads them through a signalfd).

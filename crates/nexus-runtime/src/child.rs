@@ -22,6 +22,11 @@ impl HeldProcess for HeldChild {
     fn release(&mut self) -> Result<(), String> {
         HeldChild::release(self).map_err(|e| e.to_string())
     }
+
+    fn reap(&mut self) -> Option<nexus_proc::ExitStatus> {
+        // An error means it was never ours to wait for or is gone: no status.
+        self.try_wait().ok().flatten()
+    }
 }
 
 /// A running process the session did not start (`-p`), watched for its

@@ -7,7 +7,8 @@
 //! [`run`] then:
 //!
 //! 1. fills the config map (our tgid, scoping, `cpid`, the start time) and
-//!    seeds the scope map with the traced process tree;
+//!    seeds the scope map with the `-p` process tree (the `-c` command
+//!    joins it at its exec, through the compiler's `scope_exec` program);
 //! 2. prints `Attaching N probes...` and attaches every probe;
 //! 3. runs BEGIN, then releases the held `-c` child;
 //! 4. runs the event loop ([`crate::event_loop`]) until `exit()`, SIGINT or
@@ -42,6 +43,11 @@ pub trait HeldProcess {
     fn has_exited(&mut self) -> bool;
     /// Let it run.
     fn release(&mut self) -> Result<(), String>;
+    /// Reap it if it has exited, without blocking: how it ended, or `None`
+    /// while it runs (or where the implementation has no exit status).
+    fn reap(&mut self) -> Option<nexus_proc::ExitStatus> {
+        None
+    }
 }
 
 /// What the session traces.
@@ -152,6 +158,10 @@ pub struct RunReport {
     pub detach: DetachReport,
     /// The background process the slow links were handed to, if any.
     pub background_detach: Option<BackgroundDetach>,
+    /// How the `-c` command ended, when it had ended (and was reaped) by
+    /// the time the session finished; `None` while it still runs (the
+    /// session leaves it running; its owner reaps it) or without `-c`.
+    pub command_status: Option<nexus_proc::ExitStatus>,
 }
 
 /// Why a session failed.
@@ -198,7 +208,11 @@ pub fn run<B: Backend>(
     let started = Instant::now();
     let (scope_enabled, cpid, scope) = match &target {
         Target::System => (false, 0, Vec::new()),
-        Target::Command { child, scoped } => (*scoped, child.pid(), vec![child.pid()]),
+        // The command joins the scope at its exec (the compiler's
+        // `scope_exec` program matches `cpid`): seeding it here would count
+        // what the held child does before then, such as acknowledging its
+        // release, as the command's own activity.
+        Target::Command { child, scoped } => (*scoped, child.pid(), Vec::new()),
         Target::Pid {
             process,
             descendants,
@@ -218,7 +232,12 @@ pub fn run<B: Backend>(
 
     let mut dispatcher = Dispatcher::new(artifact);
     let mut closed = false;
-    match sink.attached_probes(backend.probe_count() as u64) {
+    // Flushed at once, so the line comes before anything the released
+    // command prints to the same pipe or file (as bpftrace's does).
+    match sink
+        .attached_probes(backend.probe_count() as u64)
+        .and_then(|()| sink.flush())
+    {
         Ok(()) => {}
         Err(SinkError::BrokenPipe) => closed = true,
         Err(e) => return Err(SessionError::Sink(e)),
@@ -275,6 +294,11 @@ pub fn run<B: Backend>(
             }
         }
     }
+    // An exited command is reaped here, so it does not stay a zombie.
+    let command_status = match &mut target {
+        Target::Command { child, .. } => child.reap(),
+        _ => None,
+    };
     let detach = backend.detach();
     let background_detach = backend.background_detach();
     observer.detached(&detach, background_detach.as_ref());
@@ -286,5 +310,186 @@ pub fn run<B: Backend>(
         stats,
         detach,
         background_detach,
+        command_status,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{RawEntry, RecordBatch};
+    use crate::sink::{MessageKind, PrintfEvent};
+    use crate::text::MapPrintOptions;
+    use crate::value::{MapDump, Value};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// What happened, in order, across the backend, the sink and the child.
+    type Journal = Rc<RefCell<Vec<String>>>;
+
+    fn note(journal: &Journal, what: impl Into<String>) {
+        journal.borrow_mut().push(what.into());
+    }
+
+    /// A backend with no records that journals the lifecycle calls.
+    struct Journaled(Journal);
+
+    impl Backend for Journaled {
+        fn configure(&mut self, config: &RunConfig, scope: &[u32]) -> Result<(), BackendError> {
+            note(
+                &self.0,
+                format!("configure cpid={} scope={scope:?}", config.cpid),
+            );
+            Ok(())
+        }
+        fn add_to_scope(&mut self, tgid: u32) -> Result<(), BackendError> {
+            note(&self.0, format!("add_to_scope {tgid}"));
+            Ok(())
+        }
+        fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {
+            note(&self.0, "attach");
+            Ok(Vec::new())
+        }
+        fn probe_count(&self) -> usize {
+            1
+        }
+        fn run_begin(&mut self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn run_end(&mut self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
+        fn read_batch(&mut self, batch: &mut RecordBatch, _: usize) -> usize {
+            batch.clear();
+            0
+        }
+        fn map_entries(&mut self, _: usize) -> Result<Vec<RawEntry>, BackendError> {
+            Ok(Vec::new())
+        }
+        fn clear_map(&mut self, _: usize) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn zero_map(&mut self, _: usize) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn stack_frames(&mut self, _: u32, _: &mut Vec<u64>) -> bool {
+            false
+        }
+        fn lost_events(&mut self) -> Result<u64, BackendError> {
+            Ok(0)
+        }
+        fn detach(&mut self) -> DetachReport {
+            DetachReport::default()
+        }
+    }
+
+    /// A sink that journals the attach line and flushes.
+    struct JournaledSink(Journal);
+
+    impl Sink for JournaledSink {
+        fn attached_probes(&mut self, count: u64) -> Result<(), SinkError> {
+            note(&self.0, format!("Attaching {count}"));
+            Ok(())
+        }
+        fn printf(&mut self, _: &PrintfEvent<'_>) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn message(&mut self, _: MessageKind, _: &[u8]) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn value(&mut self, _: &Value) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn map(&mut self, _: &MapDump, _: &MapPrintOptions) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn exit_maps(&mut self, _: &[MapDump]) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn lost(&mut self, _: u64) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn run_stats(&mut self, _: &RunStats) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            note(&self.0, "flush");
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    /// A `-c` command that exits as soon as it is released.
+    struct Command(Journal);
+
+    impl HeldProcess for Command {
+        fn pid(&self) -> u32 {
+            4242
+        }
+        fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+            None
+        }
+        fn has_exited(&mut self) -> bool {
+            true
+        }
+        fn release(&mut self) -> Result<(), String> {
+            note(&self.0, "release");
+            Ok(())
+        }
+        fn reap(&mut self) -> Option<nexus_proc::ExitStatus> {
+            note(&self.0, "reap");
+            Some(nexus_proc::ExitStatus::Exited(3))
+        }
+    }
+
+    #[test]
+    fn a_command_is_scoped_from_its_exec_and_the_attach_line_is_flushed_before_release() {
+        let artifact = nexus_compile::compile_source(
+            "BEGIN { @ = count(); }",
+            &nexus_kernel::KernelCatalog,
+            &nexus_compile::CompileOptions::default(),
+        )
+        .expect("compiles");
+        let journal = Journal::default();
+        let mut command = Command(journal.clone());
+        let signals = Signals::block().expect("signalfd");
+        let report = run(
+            &mut Journaled(journal.clone()),
+            &artifact,
+            Target::Command {
+                child: &mut command,
+                scoped: true,
+            },
+            &signals,
+            &mut JournaledSink(journal.clone()),
+            &mut Quiet,
+            &RunOptions::default(),
+        )
+        .expect("runs");
+        assert_eq!(report.reason, EndReason::CommandExited);
+        assert_eq!(
+            report.command_status,
+            Some(nexus_proc::ExitStatus::Exited(3))
+        );
+        let journal = journal.borrow();
+        // cpid is known before release, but the held child is not in the
+        // scope map: the compiler's exec program adds it when it execs.
+        assert_eq!(
+            journal[..5],
+            [
+                "configure cpid=4242 scope=[]",
+                "Attaching 1",
+                "flush",
+                "attach",
+                "release"
+            ]
+        );
+        assert!(!journal.iter().any(|n| n.starts_with("add_to_scope")));
+        assert_eq!(journal.last().map(String::as_str), Some("reap"));
+    }
 }
