@@ -132,7 +132,9 @@ pub struct Unit {
 pub struct RawSyscalls {
     /// `sys_exit` rather than `sys_enter`.
     pub exit: bool,
-    /// The syscall numbers the program handles (sorted, unique).
+    /// The syscall numbers the program handles (sorted, unique). Empty
+    /// for `raw_syscalls:sys_enter`/`sys_exit`, which take every syscall:
+    /// no filter.
     pub nrs: Vec<u32>,
 }
 

@@ -529,7 +529,9 @@ impl<'a> Lower<'a> {
         probe_span: Span,
     ) -> (Func, Vec<Diagnostic>) {
         self.mov(self.ctx, R::P(1));
-        if let Some(raw) = &self.unit.raw_syscalls {
+        if let Some(raw) = &self.unit.raw_syscalls
+            && !raw.nrs.is_empty()
+        {
             self.line(probe_span, "syscall filter");
             self.syscall_filter(raw.exit, &raw.nrs);
         }

@@ -224,3 +224,52 @@ pub fn to_raw_syscall(e: &Expanded) -> Option<Expanded> {
         ..e.clone()
     })
 }
+
+/// Rewrite `raw_syscalls:sys_enter` / `sys_exit` for the raw tracepoints of
+/// the same name, which fire at the same points with the context
+/// `(struct pt_regs *regs, long id)` at enter and `(struct pt_regs *regs,
+/// long ret)` at exit: `args.id` becomes the syscall number (the second
+/// slot at enter, `regs->orig_ax` at exit, as the classic event records
+/// it) and `args.ret` the second slot. Fields with no raw counterpart
+/// (`args.args`, an array the compiler does not index) are left out.
+/// Returns the side (true for exit) and the rewritten expansion, or `None`
+/// for any other event.
+pub fn raw_syscalls_to_raw(e: &Expanded) -> Option<(bool, Expanded)> {
+    let AttachSpec::Tracepoint { category, event } = &e.attach else {
+        return None;
+    };
+    let exit = match (category.as_str(), event.as_str()) {
+        ("raw_syscalls", "sys_enter") => false,
+        ("raw_syscalls", "sys_exit") => true,
+        _ => return None,
+    };
+    let args = e
+        .args
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| {
+            let read = match (a.name.as_str(), &a.read) {
+                ("id", _) => ArgRead::SyscallNr,
+                ("ret", ArgRead::Int(r, ty)) if exit => {
+                    ArgRead::Int(CtxRead { off: 8, ..*r }, ty.clone())
+                }
+                _ => return None,
+            };
+            Some(ArgField {
+                name: a.name.clone(),
+                read,
+            })
+        })
+        .collect();
+    Some((
+        exit,
+        Expanded {
+            attach: AttachSpec::RawTracepoint {
+                event: event.clone(),
+            },
+            args: Some(args),
+            ..e.clone()
+        },
+    ))
+}
