@@ -12,7 +12,7 @@ use crate::session::SessionError;
 use crate::sink::{EventMeta, MessageKind, PrintfEvent, PrintfSite, RunStats, Sink, SinkError};
 use crate::strftime;
 use crate::text::MapPrintOptions;
-use crate::value::{MapDump, MapKind, Value};
+use crate::value::{MapDump, MapKind, MapValue, Value};
 use nexus_compile::{
     self as compile, Artifact, EventKind, MapRole, RECORD_HEADER_SIZE, RecordHeader,
 };
@@ -307,9 +307,16 @@ impl<'a> Dispatcher<'a> {
                 _ => self.decode_errors += 1,
             }
         }
+        let kind = map_kind(&user.value);
+        if entries.is_empty() && user.keys.is_empty() && kind == MapKind::Count {
+            // bpftrace 0.17 keeps a key-less count() in a per-CPU array,
+            // whose one slot always exists: never fired (or cleared) it
+            // prints `@c: 0`, where every other empty map is a blank line.
+            entries.push((Vec::new(), MapValue::Count(0)));
+        }
         Ok(Some(MapDump {
             name: user.name.clone(),
-            kind: map_kind(&user.value),
+            kind,
             entries,
         }))
     }

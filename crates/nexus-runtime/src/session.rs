@@ -492,4 +492,29 @@ mod tests {
         assert!(!journal.iter().any(|n| n.starts_with("add_to_scope")));
         assert_eq!(journal.last().map(String::as_str), Some("reap"));
     }
+
+    #[test]
+    fn a_keyless_count_that_never_fired_prints_zero_as_bpftrace_does() {
+        // bpftrace 0.17 prints `@c: 0` for a key-less count() whose probe
+        // never fired, and a blank line for every other empty map (keyed
+        // count, sum, hist, avg/stats with their extra line, plain values).
+        let artifact = nexus_compile::compile_source(
+            "tracepoint:syscalls:sys_enter_getppid { @c = count(); @h = hist(1); \
+             @z = count(); @s = sum(1); @k[1] = count(); @a = avg(1); @v = 5; }",
+            &nexus_kernel::KernelCatalog,
+            &nexus_compile::CompileOptions::default(),
+        )
+        .expect("compiles");
+        let mut dispatcher = Dispatcher::new(&artifact);
+        let maps = dispatcher
+            .user_maps(&mut Journaled(Journal::default()))
+            .expect("reads the (empty) maps");
+        let mut sink = crate::sink::TextSink::new(Vec::new());
+        sink.exit_maps(&maps).expect("prints");
+        let text = sink.into_inner().expect("flushes");
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "\n\n\n\n@c: 0\n\n\n\n\n@z: 0\n"
+        );
+    }
 }

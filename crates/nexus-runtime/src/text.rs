@@ -138,6 +138,9 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value, stack_indent: usize) {
             }
             out.extend_from_slice(b" }");
         }
+        // An empty stack (a kernel stack sampled in user mode: the kernel
+        // stored none) is empty text in bpftrace, so a key prints `@[]: N`.
+        Value::Stack(frames) if frames.is_empty() => {}
         Value::Stack(frames) => {
             // bpftrace's stack text starts on a new line and puts every frame
             // on its own indented line.
@@ -509,6 +512,25 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r"ab\x01\xff|\x61\x62|61 62 0a"
         );
+    }
+
+    #[test]
+    fn an_empty_kernel_stack_key_prints_as_empty_brackets() {
+        use crate::value::{MapDump, MapKind, MapValue};
+        let mut out = Vec::new();
+        for (name, key) in [
+            ("@", vec![Value::Stack(Vec::new())]),
+            ("@b", vec![Value::Stack(Vec::new()), Value::u64(1)]),
+        ] {
+            let map = MapDump {
+                name: name.into(),
+                kind: MapKind::Count,
+                entries: vec![(key, MapValue::Count(57))],
+            };
+            write_map(&mut out, &map, &MapPrintOptions::default());
+        }
+        // bpftrace 0.17 (a profile:hz:99 kstack sample taken in user mode).
+        assert_eq!(String::from_utf8(out).unwrap(), "@[]: 57\n@b[, 1]: 57\n");
     }
 
     #[test]
