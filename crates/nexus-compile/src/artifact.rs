@@ -312,7 +312,14 @@ pub struct UserMap {
     /// As written, with the `@` (`@` alone for the anonymous map).
     pub name: String,
     /// Key fields in order, with offsets into the key. Empty for a keyless
-    /// map, whose key is a single zero `u64` (`key_size` 8).
+    /// map. A keyless aggregation (`@ = count()`, ...) that no `delete()`
+    /// names is a `PercpuArray` of one entry, key `0u32` (`key_size` 4):
+    /// that entry always exists, and reads as all zeros on every CPU until
+    /// the aggregation first runs (a `min`/`max` then has `set == 0`
+    /// everywhere; `count`, `hist`, `lhist`, `avg` and `stats` have a zero
+    /// count, which no update leaves). Every other keyless map (plain
+    /// values, deleted aggregations) is a hash whose one key is a zero
+    /// `u64` (`key_size` 8), absent until first written.
     pub keys: Vec<Field>,
     /// What the value is.
     pub value: MapValue,

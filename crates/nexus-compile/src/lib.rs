@@ -344,11 +344,18 @@ fn lower_all(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
+    let mut deleted = std::collections::BTreeSet::new();
+    for p in &program.probes {
+        walk::deletes(&p.body.stmts, &mut |m| {
+            deleted.insert(check::map_name(m));
+        });
+    }
     let mut res = lower::Resources::new(
         &checker.maps,
         opts.ringbuf_size,
         opts.map_entries,
         opts.scope,
+        &deleted,
     );
     let mut funcs = Vec::new();
     for (u, v) in units.iter().zip(&vars) {

@@ -16,7 +16,7 @@ use nexus_lang::ast::{
     BinOp, Expr, ExprKind, LValue, MapAccess, ProbeKind, Stmt, StmtKind, UnaryOp,
 };
 use nexus_lang::{Diagnostic, Span};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Bytes of the 512-byte stack lowering hands out by default; the rest is
 /// left for register spills.
@@ -93,11 +93,13 @@ fn kernel_map_name(user: &str, index: usize) -> String {
 
 impl Resources {
     /// Lay out the user maps the checker found, then the fixed maps.
+    /// `deleted` names the maps some `delete()` removes an entry from.
     pub fn new(
         decls: &BTreeMap<String, MapDecl>,
         ringbuf_size: u32,
         map_entries: u32,
         scope: bool,
+        deleted: &BTreeSet<String>,
     ) -> Resources {
         let mut maps = Vec::new();
         let mut user = BTreeMap::new();
@@ -112,18 +114,25 @@ impl Resources {
             let (fields, key_size) = layout_fields(keys.into_iter()).unwrap_or_default();
             let value = d.value.artifact();
             let vsize = value.size();
-            let kind = if value.is_aggregation() {
+            // A keyless aggregation is one per-CPU array slot: its lookup
+            // is an index, not a hash, and it never needs inserting. Not
+            // when deleted: a program can only zero its own CPU's slot.
+            let keyless_array =
+                value.is_aggregation() && d.keys.is_empty() && !deleted.contains(name);
+            let (kind, key_size, entries) = if keyless_array {
+                (MapKind::PercpuArray, 4, 1)
+            } else if value.is_aggregation() {
                 zeros_size = zeros_size.max(vsize);
-                MapKind::PercpuHash
+                (MapKind::PercpuHash, key_size.max(8), map_entries)
             } else {
-                MapKind::Hash
+                (MapKind::Hash, key_size.max(8), map_entries)
             };
             maps.push(spec(
                 &kernel_map_name(name, i),
                 kind,
-                key_size.max(8),
+                key_size,
                 vsize.max(8),
-                map_entries,
+                entries,
                 MapRole::User(UserMap {
                     name: name.clone(),
                     keys: fields,
@@ -837,14 +846,20 @@ impl<'a> Lower<'a> {
         mem
     }
 
-    /// `p = lookup(map, key)`; on a miss insert zeros (`BPF_NOEXIST`, so a
-    /// racing insert on another CPU is kept) and look up again. Jumps to
-    /// `skip` if the element still cannot be had (map full).
+    /// `p = lookup(map, key)`; on a hash miss insert zeros (`BPF_NOEXIST`,
+    /// so a racing insert on another CPU is kept) and look up again. Jumps
+    /// to `skip` if the element still cannot be had (map full).
     fn lookup_or_init(&mut self, map: u32, key: Mem, skip: Label) -> R {
         let p = self.v();
         let have = self.label();
         let r = self.call(Helper::MapLookupElem, &[Arg::Map(map), Arg::Mem(key)]);
         self.mov(p, r);
+        if self.res.maps[map as usize].kind == MapKind::PercpuArray {
+            // Array slots always exist (keyless aggregations: key 0 of
+            // one entry); the check is for the verifier.
+            self.br(JmpCond::Eq, p, 0, skip);
+            return p;
+        }
         self.br(JmpCond::Ne, p, 0, have);
         let zeros = self.res.zeros.unwrap_or(0);
         self.call(

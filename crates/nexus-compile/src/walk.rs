@@ -97,3 +97,32 @@ pub fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
         | ExprKind::Ident(_) => {}
     }
 }
+
+/// Call `f` on the map of every `delete()` in `stmts`, nested blocks
+/// included.
+pub fn deletes(stmts: &[Stmt], f: &mut dyn FnMut(&MapAccess)) {
+    for s in stmts {
+        match &s.kind {
+            StmtKind::Delete { map } => f(map),
+            StmtKind::If {
+                then_block,
+                else_block,
+                ..
+            } => {
+                deletes(&then_block.stmts, f);
+                if let Some(b) = else_block {
+                    deletes(&b.stmts, f);
+                }
+            }
+            StmtKind::Unroll { body, .. }
+            | StmtKind::While { body, .. }
+            | StmtKind::For { body, .. } => deletes(&body.stmts, f),
+            StmtKind::Block(b) => deletes(&b.stmts, f),
+            StmtKind::Expr(_)
+            | StmtKind::Assign { .. }
+            | StmtKind::Return(_)
+            | StmtKind::Break
+            | StmtKind::Continue => {}
+        }
+    }
+}

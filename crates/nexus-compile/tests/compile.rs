@@ -807,7 +807,8 @@ fn kernel_runs_aggregations() {
             .unwrap();
         &maps[i]
     };
-    let zero = [0u8; 8];
+    // Keyless aggregations: the one slot of a per-CPU array.
+    let zero = 0u32.to_le_bytes();
     // Sum a u64 at `off` over CPUs.
     let total = |name: &str, off: usize| -> u64 {
         map(name)
@@ -963,7 +964,10 @@ fn kernel_raw_syscall_lowering_sees_real_syscalls() {
         .iter()
         .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@n"))
         .unwrap();
-    let counts = maps[n].lookup_percpu(&[0u8; 8]).unwrap().expect("@n");
+    let counts = maps[n]
+        .lookup_percpu(&0u32.to_le_bytes())
+        .unwrap()
+        .expect("@n");
     assert!(counts.iter().map(|v| u64_at(v, 0)).sum::<u64>() >= 1);
     // `probe` comes from the syscall number in the one shared program.
     let p = a
@@ -1066,10 +1070,10 @@ fn user_map(a: &Artifact, name: &str) -> usize {
         .unwrap_or_else(|| panic!("no map {name}"))
 }
 
-/// Sum of a keyless per-CPU `count()` (0 when never written).
+/// Sum of a keyless `count()` (its one per-CPU array slot).
 fn keyless_count(maps: &[Map], index: usize) -> u64 {
     maps[index]
-        .lookup_percpu(&[0u8; 8])
+        .lookup_percpu(&0u32.to_le_bytes())
         .unwrap()
         .map(|cpus| cpus.iter().map(|v| u64_at(v, 0)).sum())
         .unwrap_or(0)
