@@ -312,14 +312,16 @@ pub struct UserMap {
     /// As written, with the `@` (`@` alone for the anonymous map).
     pub name: String,
     /// Key fields in order, with offsets into the key. Empty for a keyless
-    /// map. A keyless aggregation (`@ = count()`, ...) that no `delete()`
-    /// names is a `PercpuArray` of one entry, key `0u32` (`key_size` 4):
-    /// that entry always exists, and reads as all zeros on every CPU until
-    /// the aggregation first runs (a `min`/`max` then has `set == 0`
-    /// everywhere; `count`, `hist`, `lhist`, `avg` and `stats` have a zero
-    /// count, which no update leaves). Every other keyless map (plain
-    /// values, deleted aggregations) is a hash whose one key is a zero
-    /// `u64` (`key_size` 8), absent until first written.
+    /// map. A keyless `count`, `min`, `max`, `avg`, `stats`, `hist` or
+    /// `lhist` that no `delete()` names is a `PercpuArray` of one entry,
+    /// key `0u32` (`key_size` 4): that entry always exists, and its value
+    /// is all zero bytes on every CPU exactly when the aggregation never
+    /// ran (or was cleared/zeroed): every update leaves a nonzero count,
+    /// bucket or `min`/`max` `set` flag on the CPU that ran it. Readers
+    /// treat such an all-zero entry as the absent key of a hash. Every
+    /// other keyless map (plain values, `sum`, deleted aggregations) is a
+    /// hash whose one key is a zero `u64` (`key_size` 8), absent until
+    /// first written.
     pub keys: Vec<Field>,
     /// What the value is.
     pub value: MapValue,

@@ -117,8 +117,12 @@ impl Resources {
             // A keyless aggregation is one per-CPU array slot: its lookup
             // is an index, not a hash, and it never needs inserting. Not
             // when deleted: a program can only zero its own CPU's slot.
-            let keyless_array =
-                value.is_aggregation() && d.keys.is_empty() && !deleted.contains(name);
+            // Not `sum`: a slot that is zero on every CPU must mean "never
+            // ran" (see `UserMap::keys`), and `sum(0)` leaves zeros.
+            let keyless_array = value.is_aggregation()
+                && !matches!(value, crate::artifact::MapValue::Sum { .. })
+                && d.keys.is_empty()
+                && !deleted.contains(name);
             let (kind, key_size, entries) = if keyless_array {
                 (MapKind::PercpuArray, 4, 1)
             } else if value.is_aggregation() {

@@ -799,20 +799,20 @@ fn kernel_runs_aggregations() {
     let Some((a, maps, _)) = run_begin(src, 3) else {
         return;
     };
-    let map = |name: &str| {
-        let i = a
-            .maps
+    let index = |name: &str| {
+        a.maps
             .iter()
             .position(|m| matches!(&m.role, MapRole::User(u) if u.name == name))
-            .unwrap();
-        &maps[i]
+            .unwrap()
     };
-    // Keyless aggregations: the one slot of a per-CPU array.
-    let zero = 0u32.to_le_bytes();
+    let map = |name: &str| &maps[index(name)];
+    // The one key of a keyless map: `0u32` for the per-CPU arrays, a zero
+    // `u64` for the hash of `sum`.
+    let zero = |name: &str| vec![0u8; a.maps[index(name)].key_size as usize];
     // Sum a u64 at `off` over CPUs.
     let total = |name: &str, off: usize| -> u64 {
         map(name)
-            .lookup_percpu(&zero)
+            .lookup_percpu(&zero(name))
             .unwrap()
             .unwrap()
             .iter()
@@ -827,11 +827,11 @@ fn kernel_runs_aggregations() {
     assert_eq!(total("@l", 0), 3, "underflow slot");
     assert_eq!(total("@l", 16), 3, "15 in [10, 20)");
     assert_eq!(total("@l", 8 * 11), 3, "overflow slot");
-    let cpus = map("@mn").lookup_percpu(&zero).unwrap().unwrap();
+    let cpus = map("@mn").lookup_percpu(&zero("@mn")).unwrap().unwrap();
     let set: Vec<&Vec<u8>> = cpus.iter().filter(|v| u64_at(v, 8) != 0).collect();
     assert!(!set.is_empty());
     assert!(set.iter().all(|v| u64_at(v, 0) as i64 == -3));
-    let cpus = map("@mx").lookup_percpu(&zero).unwrap().unwrap();
+    let cpus = map("@mx").lookup_percpu(&zero("@mx")).unwrap().unwrap();
     assert!(
         cpus.iter()
             .filter(|v| u64_at(v, 8) != 0)
