@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 /// record/config layouts they document.
 ///
 /// * 2: config field `stopping` at [`CONFIG_STOPPING`] (`CONFIG_SIZE` 40);
-///   [`ProgramSpec::probe_count`].
+///   [`ProgramSpec::probe_count`]. Compatible since: config field
+///   `scope_leader` at [`CONFIG_SCOPE_LEADER`] (`CONFIG_SIZE` 48), which
+///   readers that do not know it leave zero.
 pub const ARTIFACT_VERSION: u32 = 2;
 
 /// Size of [`RecordHeader`] in bytes; the payload starts right after it.
@@ -49,8 +51,13 @@ pub const CONFIG_START_NS: u32 = 24;
 /// background do nothing meanwhile. BEGIN runs before it is set and END is
 /// not guarded by it (END runs after it is set).
 pub const CONFIG_STOPPING: u32 = 32;
+/// The command's tgid once it has exec'd (0 before, and again after its
+/// leader thread exits), written by the generated scope programs, never by
+/// the runtime (which writes 0 here, as for any field it does not know):
+/// the scope check passes this tgid without the scope-map lookup.
+pub const CONFIG_SCOPE_LEADER: u32 = 40;
 /// Size of the config value.
-pub const CONFIG_SIZE: u32 = 40;
+pub const CONFIG_SIZE: u32 = 48;
 
 /// A compiled program with its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +207,7 @@ impl Default for ConfigLayout {
                 f("cpid", CONFIG_CPID),
                 f("start_ns", CONFIG_START_NS),
                 f("stopping", CONFIG_STOPPING),
+                f("scope_leader", CONFIG_SCOPE_LEADER),
             ],
         }
     }

@@ -9,6 +9,45 @@ use std::collections::BTreeMap;
 #[error("{0}")]
 pub struct CatalogError(pub String);
 
+/// What a kernel struct member holds, from BTF (typedefs and qualifiers
+/// followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelType {
+    /// An integer or enum of `size` bytes.
+    Int {
+        /// Bytes.
+        size: u32,
+        /// Signedness.
+        signed: bool,
+    },
+    /// A pointer, to the named struct or union when it points to one.
+    Pointer {
+        /// Struct/union name (`None` for `void *`, `int *`, ...).
+        pointee: Option<String>,
+    },
+    /// `char[len]`: a string.
+    CharArray {
+        /// Bytes.
+        len: u32,
+    },
+    /// An embedded struct or union.
+    Composite {
+        /// Its name, when it has one.
+        name: Option<String>,
+    },
+    /// Anything else (other arrays, floats, function pointers).
+    Other,
+}
+
+/// A kernel struct member: where it is and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelMember {
+    /// Byte offset in the struct.
+    pub offset: u32,
+    /// Its type.
+    pub ty: KernelType,
+}
+
 /// One field of a tracepoint's `format` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TracepointField {
@@ -122,6 +161,19 @@ pub trait ProbeCatalog {
         let _ = (strukt, member);
         Ok(None)
     }
+
+    /// Member `member` of kernel struct or union `strukt` with its type
+    /// (from BTF, like [`ProbeCatalog::struct_member`]): what `->` and `.`
+    /// on kernel pointers read. `Ok(None)` when the struct or member is
+    /// unknown, the member is a bitfield, or there is no BTF.
+    fn struct_member_type(
+        &self,
+        strukt: &str,
+        member: &str,
+    ) -> Result<Option<KernelMember>, CatalogError> {
+        let _ = (strukt, member);
+        Ok(None)
+    }
 }
 
 /// Shell-glob match of `name` against `pattern` (`*` any run, `?` one char).
@@ -166,6 +218,8 @@ pub struct MemoryCatalog {
     pub syscalls: BTreeMap<String, u32>,
     /// `(struct, member)` → `(byte offset, size)`.
     pub struct_members: BTreeMap<(String, String), (u32, u32)>,
+    /// `(struct, member)` → the member with its type.
+    pub member_types: BTreeMap<(String, String), KernelMember>,
 }
 
 impl MemoryCatalog {
@@ -330,6 +384,33 @@ impl MemoryCatalog {
             c.struct_members
                 .insert(("task_struct".into(), member.into()), (off, 4));
         }
+        let int = KernelType::Int {
+            size: 4,
+            signed: true,
+        };
+        let task = || KernelType::Pointer {
+            pointee: Some("task_struct".into()),
+        };
+        for (member, offset, ty) in [
+            ("pid", 2464, int.clone()),
+            ("tgid", 2468, int),
+            ("real_parent", 2480, task()),
+            ("parent", 2488, task()),
+            ("comm", 3032, KernelType::CharArray { len: 16 }),
+            (
+                "flags",
+                44,
+                KernelType::Int {
+                    size: 4,
+                    signed: false,
+                },
+            ),
+        ] {
+            c.member_types.insert(
+                ("task_struct".into(), member.into()),
+                KernelMember { offset, ty },
+            );
+        }
         c
     }
 }
@@ -417,6 +498,17 @@ impl ProbeCatalog for MemoryCatalog {
             .struct_members
             .get(&(strukt.to_string(), member.to_string()))
             .copied())
+    }
+
+    fn struct_member_type(
+        &self,
+        strukt: &str,
+        member: &str,
+    ) -> Result<Option<KernelMember>, CatalogError> {
+        Ok(self
+            .member_types
+            .get(&(strukt.to_string(), member.to_string()))
+            .cloned())
     }
 }
 

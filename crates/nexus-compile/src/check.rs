@@ -4,7 +4,9 @@
 //! it stands. Errors are [`Diagnostic`]s with spans, hints and "did you mean".
 
 use crate::artifact::MapValue;
+use crate::catalog::{KernelMember, KernelType};
 use crate::format;
+use crate::kernel_types::{self, KernelTypes};
 use crate::providers::{Expanded, Provider};
 use crate::ty::{COMM_LEN, DEFAULT_STRLEN, Space, Ty};
 use nexus_lang::ast::{
@@ -183,6 +185,8 @@ pub struct Typer<'a> {
     pub vars: &'a HashMap<String, Ty>,
     /// Positional parameters `$1...`.
     pub params: &'a [String],
+    /// Kernel struct members (BTF).
+    pub kernel: &'a KernelTypes<'a>,
 }
 
 /// The field name of `args.NAME` or `args->NAME` (bpftrace 0.17 writes
@@ -392,6 +396,19 @@ impl Typer<'_> {
             }
             ExprKind::Cast { ty, expr } => {
                 let t = self.ty(expr)?;
+                if kernel_types::cast_pointee(&ty.base, ty.pointer_depth).is_some() {
+                    if !t.is_int() {
+                        return Err(Self::err(
+                            e.span,
+                            format!("cannot cast {} to a pointer", t.describe()),
+                        ));
+                    }
+                    return Ok(Ty::Int {
+                        bits: 64,
+                        signed: false,
+                        space: Space::Kernel,
+                    });
+                }
                 let target = (ty.pointer_depth == 0 && ty.array_len.is_none())
                     .then(|| cast_int(&ty.base))
                     .flatten()
@@ -407,7 +424,22 @@ impl Typer<'_> {
                 }
                 Ok(target)
             }
-            ExprKind::Field { expr, field, .. } => self.field(expr, &field.name, field.span),
+            ExprKind::Field { expr, field, arrow } => {
+                if let Some(m) = self.kernel_member(expr, &field.name, *arrow, field.span)? {
+                    return kernel_types::value_ty(&m.ty).ok_or_else(|| {
+                        Self::err(
+                            field.span,
+                            format!(
+                                "field `{}` is {}, which is not a value",
+                                field.name,
+                                kernel_types::describe(&m.ty)
+                            ),
+                        )
+                        .with_hint("read one of its members")
+                    });
+                }
+                self.field(expr, &field.name, field.span)
+            }
             ExprKind::Index { .. } => Err(Self::err(e.span, "indexing is not supported yet")),
             ExprKind::IncDec { target, .. } => {
                 self.lvalue_int(target)?;
@@ -613,8 +645,74 @@ impl Typer<'_> {
             }
             return Err(Self::err(span, format!("tuple has no element `{field}`")));
         }
-        Err(Self::err(span, format!("{} has no fields", t.describe()))
-            .with_hint("struct field access needs BTF types, which are not supported yet"))
+        Err(Self::err(span, format!("{} has no fields", t.describe())).with_hint(
+            "kernel struct fields are read through curtask or a cast: ((struct task_struct *)$p)->pid",
+        ))
+    }
+
+    /// The BTF type of `e` when it is a kernel struct value: `curtask`, a
+    /// cast to a struct pointer, or a member of one.
+    pub fn kernel_type(&self, e: &Expr) -> Result<Option<KernelType>, Diagnostic> {
+        Ok(match &e.kind {
+            ExprKind::Builtin(b) if b == "curtask" => Some(KernelType::Pointer {
+                pointee: Some("task_struct".into()),
+            }),
+            ExprKind::Cast { ty, .. } => kernel_types::cast_pointee(&ty.base, ty.pointer_depth)
+                .map(|s| KernelType::Pointer {
+                    pointee: Some(s.to_string()),
+                }),
+            ExprKind::Field { expr, field, arrow } => self
+                .kernel_member(expr, &field.name, *arrow, field.span)?
+                .map(|m| m.ty),
+            _ => None,
+        })
+    }
+
+    /// Member `field` of `base` (`base->field` when `arrow`) when `base` is
+    /// BTF-typed; `Ok(None)` when it is not (tuples, `args`).
+    pub fn kernel_member(
+        &self,
+        base: &Expr,
+        field: &str,
+        arrow: bool,
+        span: Span,
+    ) -> Result<Option<KernelMember>, Diagnostic> {
+        if is_args(base) {
+            return Ok(None);
+        }
+        let Some(bt) = self.kernel_type(base)? else {
+            return Ok(None);
+        };
+        let strukt = match (&bt, arrow) {
+            (KernelType::Pointer { pointee: Some(s) }, true)
+            | (KernelType::Composite { name: Some(s) }, false) => s.clone(),
+            (KernelType::Pointer { pointee: Some(s) }, false) => {
+                return Err(Self::err(
+                    span,
+                    format!("this is a pointer (struct {s} *): use `->{field}`"),
+                ));
+            }
+            (KernelType::Composite { name: Some(s) }, true) => {
+                return Err(Self::err(
+                    span,
+                    format!("struct {s} is not a pointer: use `.{field}`"),
+                ));
+            }
+            _ => {
+                return Err(Self::err(
+                    span,
+                    format!("{} has no fields", kernel_types::describe(&bt)),
+                ));
+            }
+        };
+        match self.kernel.member(&strukt, field) {
+            Ok(Some(m)) => Ok(Some(m)),
+            Ok(None) => Err(Self::err(span, format!("struct {strukt} has no field `{field}`"))
+                .with_hint(
+                    "kernel struct fields come from BTF (/sys/kernel/btf/vmlinux); bitfields cannot be read",
+                )),
+            Err(e) => Err(Self::err(span, format!("cannot look up struct {strukt}: {e}"))),
+        }
     }
 
     fn binary(
@@ -830,16 +928,19 @@ pub struct Checker<'a> {
     /// When false, only maps/vars are collected (a pre-pass) and errors are
     /// dropped.
     pub report: bool,
+    /// Kernel struct members (BTF).
+    pub kernel: &'a KernelTypes<'a>,
 }
 
 impl<'a> Checker<'a> {
     /// A checker with no maps yet.
-    pub fn new(params: &'a [String]) -> Self {
+    pub fn new(params: &'a [String], kernel: &'a KernelTypes<'a>) -> Self {
         Checker {
             maps: BTreeMap::new(),
             diags: Vec::new(),
             params,
             report: true,
+            kernel,
         }
     }
 
@@ -872,6 +973,7 @@ impl<'a> Checker<'a> {
             maps: &self.maps,
             vars,
             params: self.params,
+            kernel: self.kernel,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod check;
 pub mod emit;
 pub mod format;
 pub mod ir;
+pub mod kernel_types;
 pub mod lower;
 mod params;
 pub mod providers;
@@ -30,7 +31,8 @@ mod walk;
 
 pub use artifact::*;
 pub use catalog::{
-    BtfArg, CatalogError, MemoryCatalog, ProbeCatalog, TracepointField, glob_match, tp_field,
+    BtfArg, CatalogError, KernelMember, KernelType, MemoryCatalog, ProbeCatalog, TracepointField,
+    glob_match, tp_field,
 };
 
 use check::{Checker, Unit};
@@ -326,7 +328,8 @@ fn lower_all(
     }
     // Two silent passes let a map be read (e.g. in END) before the block
     // that assigns it; the third reports.
-    let mut checker = Checker::new(&opts.params);
+    let kernel = kernel_types::KernelTypes::new(catalog);
+    let mut checker = Checker::new(&opts.params, &kernel);
     checker.report = false;
     for _ in 0..2 {
         for u in &units {
@@ -361,7 +364,7 @@ fn lower_all(
     for (u, v) in units.iter().zip(&vars) {
         let p = &program.probes[u.probe_index];
         let mut attempt = |budget| {
-            let (mut f, d) = lower::Lower::new(&mut res, u, v, &opts.params)
+            let (mut f, d) = lower::Lower::new(&mut res, u, v, &opts.params, &kernel)
                 .with_stack_budget(budget)
                 .program(p.predicate.as_ref(), &p.body.stmts, p.span);
             f.remove_dead();

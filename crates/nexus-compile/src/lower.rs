@@ -3,12 +3,14 @@
 //! space), on top of the maps the checker collected.
 
 use crate::artifact::{
-    CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SIZE, CONFIG_START_NS, CONFIG_STOPPING,
-    CONFIG_TRACER_TGID, EventKind, EventSchema, HIST_SLOTS, MapKind, MapRole, MapSpec,
-    RECORD_HEADER_SIZE, UserMap,
+    CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SCOPE_LEADER, CONFIG_SIZE, CONFIG_START_NS,
+    CONFIG_STOPPING, CONFIG_TRACER_TGID, EventKind, EventSchema, HIST_SLOTS, MapKind, MapRole,
+    MapSpec, RECORD_HEADER_SIZE, UserMap,
 };
+use crate::catalog::{KernelMember, KernelType};
 use crate::check::{Agg, MapDecl, MapVal, Typer, Unit, args_field, const_int, map_name};
 use crate::ir::{Base, Func, Label, Op, Opnd, R, Slot};
+use crate::kernel_types::KernelTypes;
 use crate::providers::{ArgRead, CtxRead};
 use crate::ty::{COMM_LEN, Space, Ty, layout_fields};
 use nexus_insn::{AluOp, Helper, JmpCond, Size};
@@ -308,6 +310,7 @@ pub struct Lower<'a> {
     exit: Label,
     budget: u32,
     diags: Vec<Diagnostic>,
+    kernel: &'a KernelTypes<'a>,
 }
 
 /// The widest access of at most `left` bytes that keeps every offset in
@@ -336,6 +339,7 @@ impl<'a> Lower<'a> {
         unit: &'a Unit,
         var_types: &'a HashMap<String, Ty>,
         params: &'a [String],
+        kernel: &'a KernelTypes<'a>,
     ) -> Lower<'a> {
         let decls = res
             .user
@@ -358,6 +362,7 @@ impl<'a> Lower<'a> {
             exit: Label(0),
             budget: STACK_BUDGET,
             diags: Vec::new(),
+            kernel,
         };
         l.ctx = l.v();
         l.exit = l.label();
@@ -376,6 +381,7 @@ impl<'a> Lower<'a> {
             maps: &self.decls,
             vars: self.var_types,
             params: self.params,
+            kernel: self.kernel,
         }
     }
 
@@ -701,6 +707,14 @@ impl<'a> Lower<'a> {
             self.load(Size::DW, on, cfg_mem.at(CONFIG_SCOPE_ENABLED));
             let ok = self.label();
             self.br(JmpCond::Eq, on, 0, ok);
+            // The command itself (the common case) needs no lookup; 0 until
+            // it has exec'd, and the idle task's tgid is 0 too.
+            let leader = self.v();
+            let lookup = self.label();
+            self.load(Size::DW, leader, cfg_mem.at(CONFIG_SCOPE_LEADER));
+            self.br(JmpCond::Eq, leader, 0, lookup);
+            self.br(JmpCond::Eq, pt, leader, ok);
+            self.op(Op::Label(lookup));
             let key = self.alloc_stack_only(8);
             self.store(Size::DW, key, pt);
             let found = self.call(Helper::MapLookupElem, &[Arg::Map(scope), Arg::Mem(key)]);
@@ -1391,6 +1405,71 @@ impl<'a> Lower<'a> {
         }
     }
 
+    /// The kernel member `base->field` / `base.field` when `base` is
+    /// BTF-typed (errors were reported by the checker).
+    fn kernel_member(
+        &mut self,
+        base: &Expr,
+        field: &str,
+        arrow: bool,
+        span: Span,
+    ) -> Option<KernelMember> {
+        self.typer()
+            .kernel_member(base, field, arrow, span)
+            .ok()
+            .flatten()
+    }
+
+    /// The kernel address of member `m` of `base`: the pointer `base`
+    /// plus the offset for `->`; for `.` on an embedded struct, that
+    /// struct's own address plus the offset (nothing is read).
+    fn kernel_addr(&mut self, base: &Expr, m: &KernelMember, arrow: bool) -> R {
+        let addr = if arrow {
+            self.int(base)
+        } else if let ExprKind::Field {
+            expr,
+            field,
+            arrow: outer_arrow,
+        } = &base.kind
+            && let Some(outer) = self.kernel_member(expr, &field.name, *outer_arrow, field.span)
+        {
+            self.kernel_addr(expr, &outer, *outer_arrow)
+        } else {
+            return self.zero_reg(base.span, "this struct");
+        };
+        // Struct offsets are far below i32::MAX.
+        self.alu(AluOp::Add, addr, m.offset as i32);
+        addr
+    }
+
+    /// Read integer or pointer member `m` of `base` with
+    /// `probe_read_kernel` (0 when the read faults).
+    fn kernel_int(&mut self, base: &Expr, m: &KernelMember, arrow: bool) -> R {
+        let (size, signed) = match m.ty {
+            KernelType::Int { size, signed } => (size, signed),
+            _ => (8, false),
+        };
+        let addr = self.kernel_addr(base, m, arrow);
+        let slot = self.alloc_stack_only(8);
+        self.store(Size::DW, slot, 0);
+        self.call(
+            Helper::ProbeReadKernel,
+            &[Arg::Mem(slot), Arg::Imm(size as i32), Arg::R(addr)],
+        );
+        let (sz, bits) = match size {
+            1 => (Size::B, 8),
+            2 => (Size::H, 16),
+            4 => (Size::W, 32),
+            _ => (Size::DW, 64),
+        };
+        let r = self.v();
+        self.load(sz, r, slot);
+        if signed && bits < 64 {
+            self.op(Op::Movsx(r, r, bits));
+        }
+        r
+    }
+
     fn stack_id(&mut self, user: bool) -> R {
         let map = self.res.stacks();
         let flags = if user { BPF_F_USER_STACK } else { 0 };
@@ -1443,6 +1522,19 @@ impl<'a> Lower<'a> {
 
     /// Write a string value into `n` bytes at `dst` (NUL padded).
     fn write_str(&mut self, e: &Expr, n: u32, dst: Mem) {
+        if let ExprKind::Field { expr, field, arrow } = &e.kind
+            && let Some(m) = self.kernel_member(expr, &field.name, *arrow, field.span)
+            && let KernelType::CharArray { len } = m.ty
+        {
+            // A kernel `char[len]`: the bytes as they are, NUL padded.
+            let addr = self.kernel_addr(expr, &m, *arrow);
+            self.zero(dst, n);
+            self.call(
+                Helper::ProbeReadKernel,
+                &[Arg::Mem(dst), Arg::Imm(len.min(n) as i32), Arg::R(addr)],
+            );
+            return;
+        }
         match &e.kind {
             ExprKind::Str(s) => self.literal(s.as_bytes(), n, dst),
             ExprKind::Positional(i) => {
@@ -1684,7 +1776,9 @@ impl<'a> Lower<'a> {
                 self.write_into(else_expr, &t, m);
                 self.op(Op::Label(end));
             }
-            (ExprKind::Field { expr, field, .. }, _) if args_field(e).is_none() => {
+            (ExprKind::Field { expr, field, .. }, _)
+                if args_field(e).is_none() && matches!(self.typer().ty(expr), Ok(Ty::Tuple(_))) =>
+            {
                 // Tuple element: copy out of the tuple.
                 let tt = self.ty(expr);
                 let src = self.mem(expr);
@@ -1895,7 +1989,10 @@ impl<'a> Lower<'a> {
                 }
                 r
             }
-            ExprKind::Field { field, .. } => {
+            ExprKind::Field { expr, field, arrow } => {
+                if let Some(m) = self.kernel_member(expr, &field.name, *arrow, field.span) {
+                    return self.kernel_int(expr, &m, *arrow);
+                }
                 if args_field(e).is_some() {
                     let read = self
                         .unit
@@ -2069,6 +2166,39 @@ fn pow2_shift(c: i64) -> Option<u32> {
     (c >= 2 && c.count_ones() == 1 && c <= 1 << 30).then(|| c.trailing_zeros())
 }
 
+/// `config.scope_leader = 0` when it equals `who` (the command's leader
+/// thread exits): a later process given the same tgid is not the command.
+/// Uses the scratch registers `cfg`, `leader` and the label `skip`.
+fn clear_scope_leader(res: &Resources, who: R, cfg: R, leader: R, skip: Label) -> [Op; 5] {
+    [
+        Op::MapValue {
+            dst: cfg,
+            map: res.config,
+            off: 0,
+        },
+        Op::Load {
+            size: Size::DW,
+            signed: false,
+            dst: leader,
+            base: Base::R(cfg),
+            off: CONFIG_SCOPE_LEADER as i32,
+        },
+        Op::Br {
+            cond: JmpCond::Ne,
+            a: leader,
+            b: Opnd::R(who),
+            target: skip,
+        },
+        Op::Store {
+            size: Size::DW,
+            base: Base::R(cfg),
+            off: CONFIG_SCOPE_LEADER as i32,
+            src: Opnd::Imm(0),
+        },
+        Op::Label(skip),
+    ]
+}
+
 /// The generated fork/exit programs that keep the scope map current: on
 /// fork, a child whose parent is in scope joins it; on exit it leaves.
 pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) -> Func {
@@ -2076,8 +2206,8 @@ pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) 
     let scope = res.scope.unwrap_or(0);
     let ctx = R::V(0);
     let exit = Label(0);
-    f.vregs = 2;
-    f.labels = 1;
+    f.vregs = 4;
+    f.labels = 2;
     f.slots = vec![8, 8];
     let key = Base::Slot(Slot(0));
     let val = Base::Slot(Slot(1));
@@ -2105,6 +2235,12 @@ pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) 
             off: 0,
             src: Opnd::R(R::V(1)),
         },
+    ];
+    if !fork {
+        // `pid` is the exiting thread's: the leader's equals the tgid.
+        ops.extend(clear_scope_leader(res, R::V(1), R::V(2), R::V(3), Label(1)));
+    }
+    ops.extend([
         Op::Map {
             dst: R::P(1),
             map: scope,
@@ -2114,7 +2250,7 @@ pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) 
             slot: Slot(0),
             off: 0,
         },
-    ];
+    ]);
     if fork {
         ops.extend([
             Op::Call(Helper::MapLookupElem),
@@ -2183,8 +2319,8 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
     let scope = res.scope.unwrap_or(0);
     let (ctx, pt, tgid, child) = (R::V(0), R::V(1), R::V(2), R::V(3));
     let exit = Label(0);
-    f.vregs = 4;
-    f.labels = 1;
+    f.vregs = 6;
+    f.labels = 2;
     f.slots = vec![8, 8];
     let key = Slot(0);
     let val = Slot(1);
@@ -2281,6 +2417,9 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
                 b: Opnd::R(tgid),
                 target: exit,
             },
+        ]);
+        ops.extend(clear_scope_leader(res, tgid, R::V(4), R::V(5), Label(1)));
+        ops.extend([
             Op::Map {
                 dst: R::P(1),
                 map: scope,
@@ -2344,6 +2483,12 @@ pub fn scope_exec_program(res: &Resources) -> Func {
             a: tgid,
             b: Opnd::R(cpid),
             target: exit,
+        },
+        Op::Store {
+            size: Size::DW,
+            base: Base::R(cfg),
+            off: CONFIG_SCOPE_LEADER as i32,
+            src: Opnd::R(tgid),
         },
         Op::Store {
             size: Size::DW,

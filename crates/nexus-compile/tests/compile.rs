@@ -327,6 +327,22 @@ fn asm_dump_names_helpers() {
 /// Semantic errors: (program, message fragment, the text the span covers).
 const ERRORS: &[(&str, &str, &str)] = &[
     (
+        "BEGIN { @ = curtask->nope; }",
+        "struct task_struct has no field `nope`",
+        "nope",
+    ),
+    ("BEGIN { @ = curtask.pid; }", "use `->pid`", "pid"),
+    (
+        "BEGIN { @ = curtask->pid->tgid; }",
+        "int32 has no fields",
+        "tgid",
+    ),
+    (
+        "BEGIN { @ = ((struct task_struct *)\"x\")->pid; }",
+        "cannot cast string[2] to a pointer",
+        "((struct task_struct *)\"x\")",
+    ),
+    (
         "BEGIN { @[kstack] = count(); }",
         "`kstack` is not available in BEGIN probes",
         "kstack",
@@ -443,9 +459,9 @@ const ERRORS: &[(&str, &str, &str)] = &[
         "0",
     ),
     (
-        "BEGIN { $x = (struct task *)1; }",
-        "cannot cast to `struct task *`",
-        "struct task *",
+        "BEGIN { $x = (struct task **)1; }",
+        "cannot cast to `struct task **`",
+        "struct task **",
     ),
     (
         "kprobe:do_sys_openat2 { }",
@@ -751,6 +767,72 @@ fn kernel_runs_power_of_two_division_and_a_branching_loop() {
     assert!(
         matches!(&e.kind, nexus_compile::EventKind::Printf { format } if format == "b\n"),
         "{e:?}"
+    );
+}
+
+/// Kernel struct members through BTF: `curtask->tgid`, a pointer chain
+/// (`->real_parent->tgid`), a `char[16]` as a string, a cast.
+#[test]
+fn kernel_reads_task_struct_members_through_btf() {
+    let src = r#"BEGIN {
+        printf("%d %d %d %s\n", curtask->tgid, curtask->real_parent->tgid,
+               ((struct task_struct *)curtask)->pid, curtask->comm);
+        @[curtask->comm] = count();
+    }"#;
+    if KernelCatalog
+        .struct_member_type("task_struct", "real_parent")
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return skip_or_fail("no task_struct in BTF");
+    }
+    let Some((a, _, recs)) = run_begin(src, 1) else {
+        return;
+    };
+    assert_eq!(recs.len(), 1, "records");
+    let ints = int_fields(&a, &recs[0]);
+    // SAFETY: getppid and gettid have no preconditions.
+    let (ppid, tid) = unsafe { (libc::getppid(), libc::gettid()) };
+    assert_eq!(
+        &ints[..3],
+        &[
+            i64::from(std::process::id()),
+            i64::from(ppid),
+            i64::from(tid)
+        ]
+    );
+    let e = a
+        .event(
+            nexus_compile::RecordHeader::parse(&recs[0])
+                .unwrap()
+                .event_id,
+        )
+        .unwrap();
+    let comm = str_field(&recs[0], e.fields[3].offset as usize, 16);
+    let want = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    assert_eq!(comm, want.trim_end());
+}
+
+#[test]
+fn btf_member_chains_compile_against_the_catalog() {
+    let src = r#"tracepoint:syscalls:sys_enter_read {
+        @[curtask->comm, curtask->real_parent->parent->tgid] = count();
+        if (curtask->comm == "dd") { printf("%s\n", ((struct task_struct *)curtask)->comm); }
+    }"#;
+    compile_source(src, &MemoryCatalog::sample(), &options())
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    // Without BTF the member is unknown, and the message says where types
+    // come from.
+    let mut no_btf = MemoryCatalog::sample();
+    no_btf.member_types.clear();
+    let diags = compile_source(src, &no_btf, &options()).unwrap_err();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.hint.as_deref().is_some_and(|h| h.contains("BTF"))),
+        "{}",
+        nexus_lang::render_all(&diags, "test", src)
     );
 }
 
@@ -1430,14 +1512,28 @@ fn kernel_scope_starts_at_the_commands_exec() {
     let (links, _) = load_and_attach(&a, &maps);
     let scope = &maps[a.map_with_role(&MapRole::Scope).unwrap()];
     let count = user_map(&a, "@");
+    set_config(&a, &maps, nexus_compile::CONFIG_SCOPE_ENABLED, 1);
     let mut held = std::process::Command::new("sh")
         .args(["-c", "read x; exec sleep 0.02"])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let cpid = held.id();
+    // spawn() returns once the exec has closed its CLOEXEC pipe, which is
+    // before sched_process_exec fires: wait until `sh` sleeps in read(2)
+    // so its own exec is not taken for the command's.
+    let stat = format!("/proc/{cpid}/stat");
+    for _ in 0..200 {
+        let s = std::fs::read_to_string(&stat).unwrap_or_default();
+        if s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('S'))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     set_config(&a, &maps, nexus_compile::CONFIG_CPID, u64::from(cpid));
-    set_config(&a, &maps, nexus_compile::CONFIG_SCOPE_ENABLED, 1);
     // An exec by another process does not join.
     std::process::Command::new("sleep")
         .arg("0.01")

@@ -346,6 +346,40 @@ pub struct BtfMember {
     pub bitfield_size: u32,
     /// Size in bytes of the member's type, typedefs and qualifiers followed.
     pub size: u32,
+    /// BTF type id of the member (before typedefs and qualifiers), for
+    /// [`MemberType`].
+    pub type_id: u32,
+}
+
+/// What a struct member holds, as far as a tracer reads it: typedefs and
+/// qualifiers followed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberType {
+    /// An integer or enum of `size` bytes.
+    Int {
+        /// Bytes.
+        size: u32,
+        /// Signedness.
+        signed: bool,
+    },
+    /// A pointer; `pointee` names the struct or union it points to, when it
+    /// points to a named one (`None` for `void *`, `int *`, ...).
+    Pointer {
+        /// Struct/union name.
+        pointee: Option<String>,
+    },
+    /// A `char[len]` (any 1-byte integer element): a string.
+    CharArray {
+        /// Elements.
+        len: u32,
+    },
+    /// An embedded struct or union, by name when it has one.
+    Composite {
+        /// Struct/union name.
+        name: Option<String>,
+    },
+    /// Anything else (other arrays, floats, function pointers).
+    Other,
 }
 
 /// Random access to BTF types, whether parsed in memory ([`Btf`]) or read
@@ -357,6 +391,8 @@ trait TypeSource {
     fn type_u32(&self, off: usize) -> Option<u32>;
     /// True when the string at `off` is exactly `name`.
     fn name_is(&self, off: u32, name: &[u8]) -> bool;
+    /// The string at `off` (`None` when empty or unreadable).
+    fn name_at(&self, off: u32) -> Option<String>;
 }
 
 impl TypeSource for Btf {
@@ -369,6 +405,11 @@ impl TypeSource for Btf {
     fn name_is(&self, off: u32, name: &[u8]) -> bool {
         self.name_bytes(off) == name
     }
+    fn name_at(&self, off: u32) -> Option<String> {
+        self.str_at(off)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
 }
 
 impl Btf {
@@ -379,6 +420,60 @@ impl Btf {
             .find(BtfKind::Struct, strukt)
             .or_else(|_| self.find(BtfKind::Union, strukt))?;
         find_member(self, id, strukt, member)
+    }
+
+    /// What the type with id `type_id` (a [`BtfMember::type_id`]) holds.
+    pub fn member_type(&self, type_id: u32) -> MemberType {
+        member_type(self, type_id)
+    }
+}
+
+/// What type `id` holds, typedefs and qualifiers followed.
+fn member_type(src: &impl TypeSource, id: u32) -> MemberType {
+    let id = strip_modifiers(src, id);
+    let Some(t) = src.type_entry(id) else {
+        return MemberType::Other;
+    };
+    let named = |id: u32| {
+        let t = src.type_entry(id)?;
+        matches!(
+            BtfKind::from_u8(t.kind)?,
+            BtfKind::Struct | BtfKind::Union | BtfKind::Fwd
+        )
+        .then(|| src.name_at(t.name_off))
+        .flatten()
+    };
+    match BtfKind::from_u8(t.kind) {
+        Some(BtfKind::Int) => {
+            // INT data: bits 24..27 are the encoding, bit 0 of it SIGNED.
+            let encoding = src
+                .type_u32(t.extra as usize)
+                .map_or(0, |e| (e >> 24) & 0x0f);
+            MemberType::Int {
+                size: t.size_or_type,
+                signed: encoding & 1 != 0,
+            }
+        }
+        Some(BtfKind::Enum | BtfKind::Enum64) => MemberType::Int {
+            size: t.size_or_type,
+            signed: t.kind_flag(),
+        },
+        Some(BtfKind::Ptr) => MemberType::Pointer {
+            pointee: named(strip_modifiers(src, t.size_or_type)),
+        },
+        Some(BtfKind::Array) => {
+            // ARRAY data: element type, index type, element count.
+            let elem = src.type_u32(t.extra as usize).unwrap_or(0);
+            let len = src.type_u32(t.extra as usize + 8).unwrap_or(0);
+            match member_type(src, elem) {
+                MemberType::Int { size: 1, .. } => MemberType::CharArray { len },
+                _ => MemberType::Other,
+            }
+        }
+        Some(BtfKind::Struct | BtfKind::Union) => MemberType::Composite {
+            name: src.name_at(t.name_off),
+        },
+        _ => MemberType::Other,
     }
 }
 
@@ -446,6 +541,7 @@ fn member_in(
                     bit_offset: base + bit_offset,
                     bitfield_size,
                     size,
+                    type_id: ty,
                 })
                 .ok_or_else(|| {
                     BtfError::Malformed(format!("member {member}: type {ty} has no size"))
@@ -640,6 +736,14 @@ impl TypeSource for BtfFile {
             && &b[..name.len()] == name
             && b[name.len()] == 0
     }
+    fn name_at(&self, off: u32) -> Option<String> {
+        // Kernel type names are short; longer ones are cut, not misread.
+        let len = (u64::from(self.str_len).checked_sub(u64::from(off))?).min(256) as usize;
+        let mut b = vec![0u8; len];
+        self.read_at(&mut b, self.str_base + u64::from(off)).ok()?;
+        let end = b.iter().position(|&c| c == 0)?;
+        (end > 0).then(|| String::from_utf8_lossy(&b[..end]).into_owned())
+    }
 }
 
 /// Member `member` of `struct strukt` in the BTF file at `path`, read
@@ -651,6 +755,30 @@ pub fn file_struct_member(path: &Path, strukt: &str, member: &str) -> Result<Btf
         name: strukt.to_string(),
     })?;
     find_member(&btf, id, strukt, member)
+}
+
+/// Member `member` of `struct strukt` in the BTF file at `path` and what
+/// it holds, in one streamed pass (see [`BtfFile`]).
+pub fn file_struct_member_type(
+    path: &Path,
+    strukt: &str,
+    member: &str,
+) -> Result<(BtfMember, MemberType), BtfError> {
+    let (btf, id) = BtfFile::open_for(path, strukt)?;
+    let id = id.ok_or_else(|| BtfError::NotFound {
+        kind: "STRUCT",
+        name: strukt.to_string(),
+    })?;
+    let m = find_member(&btf, id, strukt, member)?;
+    Ok((m, member_type(&btf, m.type_id)))
+}
+
+/// [`file_struct_member_type`] on vmlinux BTF.
+pub fn kernel_struct_member_type(
+    strukt: &str,
+    member: &str,
+) -> Result<(BtfMember, MemberType), BtfError> {
+    file_struct_member_type(Path::new(VMLINUX_BTF), strukt, member)
 }
 
 /// Member `member` of kernel `struct strukt` from vmlinux BTF (streamed
@@ -826,16 +954,13 @@ mod tests {
     fn struct_members_through_anonymous_structs_and_typedefs() {
         let btf = Btf::parse(&task_btf()).unwrap();
         let m = |name: &str| btf.struct_member("task", name).unwrap();
-        let want = |bit_offset, bitfield_size, size| BtfMember {
-            bit_offset,
-            bitfield_size,
-            size,
-        };
-        assert_eq!(m("pid"), want(0, 0, 4));
-        assert_eq!(m("tgid"), want(32, 0, 4));
-        assert_eq!(m("comm"), want(64, 0, 16));
-        assert_eq!(m("flags"), want(192, 3, 4));
-        assert_eq!(m("mode"), want(195, 5, 4));
+        let shape = |m: BtfMember| (m.bit_offset, m.bitfield_size, m.size);
+        let want = |bit_offset, bitfield_size, size| (bit_offset, bitfield_size, size);
+        assert_eq!(shape(m("pid")), want(0, 0, 4));
+        assert_eq!(shape(m("tgid")), want(32, 0, 4));
+        assert_eq!(shape(m("comm")), want(64, 0, 16));
+        assert_eq!(shape(m("flags")), want(192, 3, 4));
+        assert_eq!(shape(m("mode")), want(195, 5, 4));
         // The streaming reader agrees.
         let path = std::env::temp_dir().join(format!("nexus-btf-{}", std::process::id()));
         std::fs::write(&path, task_btf()).unwrap();
@@ -852,6 +977,52 @@ mod tests {
         let missing = btf.struct_member("task", "nope").unwrap_err();
         assert!(missing.to_string().contains("task.nope"), "{missing}");
         assert!(btf.struct_member("nostruct", "pid").is_err());
+    }
+
+    #[test]
+    fn member_types_follow_typedefs_and_arrays() {
+        let btf = Btf::parse(&task_btf()).unwrap();
+        let t = |name: &str| btf.member_type(btf.struct_member("task", name).unwrap().type_id);
+        let int = MemberType::Int {
+            size: 4,
+            signed: true,
+        };
+        assert_eq!(t("pid"), int);
+        assert_eq!(t("tgid"), int);
+        assert_eq!(t("comm"), MemberType::CharArray { len: 16 });
+        // The streaming reader agrees.
+        let path = std::env::temp_dir().join(format!("nexus-btf-types-{}", std::process::id()));
+        std::fs::write(&path, task_btf()).unwrap();
+        for name in ["pid", "tgid", "comm"] {
+            let (_, ty) = file_struct_member_type(&path, "task", name).unwrap();
+            assert_eq!(ty, t(name), "{name}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn vmlinux_task_struct_member_types() {
+        // Only where BTF is exposed.
+        let Ok((_, parent)) = kernel_struct_member_type("task_struct", "real_parent") else {
+            return;
+        };
+        assert_eq!(
+            parent,
+            MemberType::Pointer {
+                pointee: Some("task_struct".into())
+            }
+        );
+        let (m, tgid) = kernel_struct_member_type("task_struct", "tgid").unwrap();
+        assert_eq!(m.size, 4);
+        assert_eq!(
+            tgid,
+            MemberType::Int {
+                size: 4,
+                signed: true
+            }
+        );
+        let (_, comm) = kernel_struct_member_type("task_struct", "comm").unwrap();
+        assert_eq!(comm, MemberType::CharArray { len: 16 });
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! the kprobe PMU for `has_kprobes`, the x86_64 syscall table, and vmlinux
 //! BTF for struct member offsets.
 
-use crate::btf::{self, BtfError};
+use crate::btf::{self, BtfError, MemberType};
 use crate::elf::{self, ElfError};
 use crate::tracefs::{self, TracefsError};
 use crate::{perf, syscalls};
-use nexus_compile::{BtfArg, CatalogError, ProbeCatalog, TracepointField};
+use nexus_compile::{
+    BtfArg, CatalogError, KernelMember, KernelType, ProbeCatalog, TracepointField,
+};
 
 /// The real probe catalog. Stateless: tracefs and ELF are read on each
 /// question; vmlinux BTF is parsed once per process.
@@ -105,6 +107,33 @@ impl ProbeCatalog for KernelCatalog {
             // A bitfield has no byte offset to read from.
             Ok(m) if m.bitfield_size == 0 && m.bit_offset % 8 == 0 => {
                 Ok(Some((m.bit_offset / 8, m.size)))
+            }
+            Ok(_) | Err(BtfError::NotFound { .. }) => Ok(None),
+            // No BTF on this system: nothing to look up, not a failure.
+            Err(BtfError::Read { .. }) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    fn struct_member_type(
+        &self,
+        strukt: &str,
+        member: &str,
+    ) -> Result<Option<KernelMember>, CatalogError> {
+        match btf::kernel_struct_member_type(strukt, member) {
+            // A bitfield has no byte offset to read from.
+            Ok((m, ty)) if m.bitfield_size == 0 && m.bit_offset % 8 == 0 => {
+                let ty = match ty {
+                    MemberType::Int { size, signed } => KernelType::Int { size, signed },
+                    MemberType::Pointer { pointee } => KernelType::Pointer { pointee },
+                    MemberType::CharArray { len } => KernelType::CharArray { len },
+                    MemberType::Composite { name } => KernelType::Composite { name },
+                    MemberType::Other => KernelType::Other,
+                };
+                Ok(Some(KernelMember {
+                    offset: m.bit_offset / 8,
+                    ty,
+                }))
             }
             Ok(_) | Err(BtfError::NotFound { .. }) => Ok(None),
             // No BTF on this system: nothing to look up, not a failure.

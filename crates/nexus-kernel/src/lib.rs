@@ -27,7 +27,7 @@ pub mod sys;
 pub mod syscalls;
 pub mod tracefs;
 
-pub use btf::{Btf, BtfError, BtfKind, BtfParam};
+pub use btf::{Btf, BtfError, BtfKind, BtfParam, MemberType};
 pub use caps::{Capabilities, Capability, probe_capabilities};
 pub use catalog::KernelCatalog;
 pub use elf::ElfError;
