@@ -1188,12 +1188,18 @@ fn stopping_quiesces_attached_probes_but_not_end() {
             p.name
         );
     }
-    assert_eq!(a.config.size, 40);
+    assert_eq!(a.config.size, 48);
     assert!(
         a.config
             .fields
             .iter()
             .any(|f| f.name == "stopping" && f.offset == 32)
+    );
+    assert!(
+        a.config
+            .fields
+            .iter()
+            .any(|f| f.name == "scope_leader" && f.offset == 40)
     );
     if let Err(why) = kernel_available() {
         return skip_or_fail(&why);

@@ -1,0 +1,152 @@
+//! The `-c` scope check passes the command itself without a scope-map
+//! lookup: the exec program records its tgid in `config.scope_leader`,
+//! the exit program clears it. Kernel test (`BPFNEXUS_REQUIRE_KERNEL=1`
+//! makes a skip a failure).
+
+use nexus_compile::{
+    AttachSpec, CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SCOPE_LEADER, CompileOptions, MapRole,
+    compile_source,
+};
+use nexus_kernel::{KernelCatalog, Map, MapSpec, Program, ProgramSpec, UpdateFlags};
+use std::io::Write;
+use std::time::Duration;
+
+fn kernel_available() -> Result<(), String> {
+    let spec = MapSpec::new("probe", nexus_insn::MapType::Array, 4, 8, 1);
+    Map::create(&spec).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn skip_or_fail(why: &str) {
+    if std::env::var("BPFNEXUS_REQUIRE_KERNEL").as_deref() == Ok("1") {
+        panic!("kernel test required but skipped: {why}");
+    }
+    eprintln!("skipping kernel test: {why}");
+}
+
+fn config_word(map: &Map, off: u32) -> u64 {
+    let v = map.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+    u64::from_le_bytes(v[off as usize..off as usize + 8].try_into().unwrap())
+}
+
+fn set_config_word(map: &Map, off: u32, value: u64) {
+    let key = 0u32.to_le_bytes();
+    let mut v = map.lookup(&key).unwrap().unwrap();
+    v[off as usize..off as usize + 8].copy_from_slice(&value.to_le_bytes());
+    map.update(&key, &v, UpdateFlags::Any).unwrap();
+}
+
+/// Wait until `pid` sleeps (blocked in `read`), or 2 s.
+fn wait_sleeping(pid: u32) {
+    let stat = format!("/proc/{pid}/stat");
+    for _ in 0..200 {
+        let s = std::fs::read_to_string(&stat).unwrap_or_default();
+        if s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('S'))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn kernel_scope_passes_the_command_through_the_leader_word() {
+    if let Err(why) = kernel_available() {
+        return skip_or_fail(&why);
+    }
+    let src = "tracepoint:syscalls:sys_enter_clock_nanosleep { @ = count(); }";
+    let opts = CompileOptions {
+        scope: true,
+        ..CompileOptions::default()
+    };
+    let a = compile_source(src, &KernelCatalog, &opts)
+        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let maps: Vec<Map> = a
+        .maps
+        .iter()
+        .map(|m| {
+            Map::create(&MapSpec {
+                name: m.name.clone(),
+                map_type: m.kind.map_type(),
+                key_size: m.key_size,
+                value_size: m.value_size,
+                max_entries: m.max_entries,
+                flags: m.flags,
+            })
+            .unwrap_or_else(|e| panic!("map {}: {e}", m.name))
+        })
+        .collect();
+    let mut links = Vec::new();
+    for p in &a.programs {
+        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
+        let prog = Program::load(&spec, &maps)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
+        for at in &p.attach {
+            let target = match at {
+                AttachSpec::RawTracepoint { event } => nexus_kernel::AttachTarget::RawTracepoint {
+                    name: event.clone(),
+                },
+                AttachSpec::Tracepoint { category, event } => {
+                    nexus_kernel::AttachTarget::Tracepoint {
+                        category: category.clone(),
+                        name: event.clone(),
+                    }
+                }
+                other => panic!("unexpected attach point {other:?}"),
+            };
+            links.push(nexus_kernel::attach(&prog, &target).unwrap());
+        }
+    }
+    let config = &maps[a.map_with_role(&MapRole::Config).unwrap()];
+    let scope = &maps[a.map_with_role(&MapRole::Scope).unwrap()];
+    let count = a
+        .maps
+        .iter()
+        .position(|m| matches!(&m.role, MapRole::User(u) if u.name == "@"))
+        .unwrap();
+    // Two execs in the same tgid: the command, held on stdin twice.
+    let mut cmd = std::process::Command::new("sh")
+        .args(["-c", r#"read x; exec sh -c "read y; exec sleep 0.01""#])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cpid = cmd.id();
+    wait_sleeping(cpid);
+    set_config_word(config, CONFIG_CPID, u64::from(cpid));
+    set_config_word(config, CONFIG_SCOPE_ENABLED, 1);
+    assert_eq!(config_word(config, CONFIG_SCOPE_LEADER), 0);
+    let mut stdin = cmd.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    for _ in 0..200 {
+        if config_word(config, CONFIG_SCOPE_LEADER) == u64::from(cpid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        config_word(config, CONFIG_SCOPE_LEADER),
+        u64::from(cpid),
+        "the command's exec did not record it"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    wait_sleeping(cpid);
+    // Out of the scope map: only the leader word admits it now.
+    scope.delete(&cpid.to_le_bytes()).unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    assert!(cmd.wait().unwrap().success());
+    drop(links);
+    let counted: u64 = maps[count]
+        .lookup_percpu(&0u32.to_le_bytes())
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap()))
+        .sum();
+    assert!(counted >= 1, "the command's sleep was not counted");
+    assert_eq!(
+        config_word(config, CONFIG_SCOPE_LEADER),
+        0,
+        "the command's exit did not clear the leader"
+    );
+}
