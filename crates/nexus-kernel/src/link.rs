@@ -10,7 +10,7 @@ use crate::tracefs::{self, TracefsError};
 use nexus_insn::{AttachType, ProgType};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +173,13 @@ impl Link {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
+    }
+    /// The BPF link descriptors, one per kernel link. Not the perf event
+    /// descriptors beneath them: a link holds its perf event, so whoever
+    /// closes the last copy of a link descriptor (e.g. a process that
+    /// inherited it) releases both.
+    pub fn as_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> + '_ {
+        self.parts.iter().map(|p| p._link.as_fd())
     }
 }
 

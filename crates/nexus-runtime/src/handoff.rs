@@ -85,44 +85,6 @@ pub enum Report {
     Stderr,
 }
 
-/// The descriptors of this process that are BPF links of the programs
-/// with the given kernel ids (from `/proc/self/fdinfo`, whose `prog_id`
-/// line names a link's program). Links of other sessions in the same
-/// process are left out, so the helper never delays their detach.
-pub fn link_fds_of(prog_ids: &[u32]) -> std::io::Result<Vec<RawFd>> {
-    let mut fds = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let entry = entry?;
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        // The directory's own descriptor and descriptors closed meanwhile
-        // fail to resolve; neither is a link.
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        if target.as_os_str() != "anon_inode:bpf_link" {
-            continue;
-        }
-        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
-            continue;
-        };
-        let prog_id = info.lines().find_map(|l| {
-            l.strip_prefix("prog_id:")
-                .and_then(|v| v.trim().parse::<u32>().ok())
-        });
-        if prog_id.is_some_and(|id| prog_ids.contains(&id)) {
-            fds.push(fd);
-        }
-    }
-    fds.sort_unstable();
-    Ok(fds)
-}
-
 /// Held by the caller until it has closed its own copies of the links;
 /// dropping it (or exiting) lets the helper close them.
 #[derive(Debug)]

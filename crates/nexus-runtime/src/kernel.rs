@@ -13,7 +13,7 @@ use nexus_kernel::{
     AttachTarget, BtfTarget, Cpus, KprobeTarget, Link, Map, MapError, PerfEventTarget, Program,
     RingBuf, Sample, UpdateFlags, UprobeTarget, elf, link, perf,
 };
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -531,7 +531,7 @@ impl Backend for KernelBackend {
         let gate = match self.detach_mode {
             DetachMode::Wait => None,
             _ if !self.stopped || links.is_empty() => None,
-            DetachMode::Background | DetachMode::BackgroundReported => self.hand_off(n),
+            DetachMode::Background | DetachMode::BackgroundReported => self.hand_off(&links),
         };
         if let Some(gate) = gate {
             // The helper holds the links; our copies close in microseconds.
@@ -590,17 +590,12 @@ impl KernelBackend {
 
     /// Give the remaining (slow) links to a background process; `None`
     /// when that is not possible and they must be closed here.
-    fn hand_off(&mut self, link_parts: usize) -> Option<handoff::HelperGate> {
-        let mut ids = Vec::with_capacity(self.programs.len());
-        for l in &self.programs {
-            ids.push(l.program.id().ok()?);
-        }
-        let fds = handoff::link_fds_of(&ids).ok()?;
-        // Every link part must be found, or the helper would miss some and
-        // we would close those here anyway: keep it simple and wait.
-        if fds.len() != link_parts {
-            return None;
-        }
+    fn hand_off(&mut self, links: &[Link]) -> Option<handoff::HelperGate> {
+        let fds: Vec<RawFd> = links
+            .iter()
+            .flat_map(Link::as_fds)
+            .map(|fd| fd.as_raw_fd())
+            .collect();
         let report = if self.detach_mode == DetachMode::BackgroundReported {
             Report::Stderr
         } else {
@@ -669,6 +664,43 @@ mod tests {
             .sum()
     }
 
+    /// The descriptors of this process that are BPF links of the programs
+    /// with the given kernel ids (from `/proc/self/fdinfo`, whose `prog_id`
+    /// line names a link's program): what the process really still holds.
+    fn link_fds_of(prog_ids: &[u32]) -> std::io::Result<Vec<RawFd>> {
+        let mut fds = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fd")? {
+            let entry = entry?;
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            // The directory's own descriptor and descriptors closed meanwhile
+            // fail to resolve; neither is a link.
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if target.as_os_str() != "anon_inode:bpf_link" {
+                continue;
+            }
+            let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+                continue;
+            };
+            let prog_id = info.lines().find_map(|l| {
+                l.strip_prefix("prog_id:")
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+            });
+            if prog_id.is_some_and(|id| prog_ids.contains(&id)) {
+                fds.push(fd);
+            }
+        }
+        fds.sort_unstable();
+        Ok(fds)
+    }
+
     /// Links of this backend's programs still open in this process.
     fn our_links(backend: &KernelBackend) -> usize {
         let ids: Vec<u32> = backend
@@ -676,9 +708,7 @@ mod tests {
             .iter()
             .map(|l| l.program.id().expect("program id"))
             .collect();
-        handoff::link_fds_of(&ids)
-            .expect("reading /proc/self/fd")
-            .len()
+        link_fds_of(&ids).expect("reading /proc/self/fd").len()
     }
 
     #[test]
