@@ -53,7 +53,7 @@ def verbose_split(nexus, prog):
     r = b.run(["taskset", "-c", b.PIN_CPU, nexus, "-v", "-e", prog], settle_exe=nexus)
     out = r["output"]
     att = re.search(r"attached .* in ([\d.]+) ms \(process start → attached ([\d.]+) ms\)", out)
-    det = re.search(r"detached (\d+) links in ([\d.]+) ms", out)
+    det = re.search(r"(?:detached|handed \d+ of) (\d+) links (?:in|.*?detach step) ([\d.]+) ms", out)
     bg = re.search(r"background detach closed (\d+) link descriptors in ([\d.]+) ms", out)
     links = re.findall(r"^attached (\S+) -> (\S+)", out, re.M)
     return {
