@@ -260,12 +260,18 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
         &RunOptions::default(),
     )
     .map_err(|e| session_failure(e, &source, args.verbose))?;
-    // A command still running is left running (the session has reaped one
-    // that ended); a thread reaps it if it ends while we still live, so it
-    // is never a zombie of ours.
+    // A command still running when the trace ends (exit(), a signal) is
+    // sent SIGTERM, as bpftrace 0.17 does with its -c command; the session
+    // has already reaped one that ended. A thread reaps the terminated one
+    // while we still live, so it is never a zombie of ours.
     let command_pid = child.as_ref().map(nexus_proc::HeldChild::pid);
     let reaper = match child.take() {
-        Some(c) if report.command_status.is_none() => Some(c),
+        Some(mut c) if report.command_status.is_none() => {
+            if let Err(e) = c.kill(libc::SIGTERM) {
+                eprintln!("bpfnexus: warning: stopping the command: {e}");
+            }
+            Some(c)
+        }
         _ => None,
     };
     if report.stats.decode_errors > 0 && args.format == Format::Text {
@@ -292,7 +298,7 @@ pub fn run(args: &TraceArgs, process_start: Instant) -> Result<(), Failure> {
         if let Some(pid) = command_pid {
             match report.command_status {
                 Some(status) => eprintln!("the command (pid {pid}) ended: {status}"),
-                None => eprintln!("the command (pid {pid}) is still running; it is left running"),
+                None => eprintln!("the command (pid {pid}) was still running: sent SIGTERM"),
             }
         }
         if let Some(memory) = memory_summary() {

@@ -30,8 +30,10 @@
 //! * Before `execv` every signal disposition is reset to `SIG_DFL` (this also
 //!   undoes Rust's ignored SIGPIPE and an inherited `nohup` SIGHUP ignore) and
 //!   the mask is emptied, whatever the tracer blocked.
-//! * A released child is not killed when the tracer exits (bpftrace does the
-//!   same) unless [`SpawnOptions::parent_death_signal`] is set. Note that the
+//! * A released child is not killed when the tracer exits unless
+//!   [`SpawnOptions::parent_death_signal`] is set; stopping it at the end of a
+//!   trace (bpftrace 0.17 sends its `-c` command SIGTERM) is the caller's
+//!   choice, with [`HeldChild::kill`]. Note that the
 //!   kernel sends that signal when the *thread* that called `spawn` exits, so
 //!   only set it when spawning from a long-lived thread.
 //! * Dropping a released, still-running `HeldChild` neither kills nor reaps it
