@@ -276,6 +276,7 @@ differential_tests! {
     interval_once => "interval_once.bt",
     json_output => "json_output.bt",
     maps => "maps.bt",
+    never_fired => "never_fired.bt",
     openat_str => "openat_str.bt",
     predicates => "predicates.bt",
     printf_conversions => "printf_conversions.bt",

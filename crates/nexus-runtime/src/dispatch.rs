@@ -14,7 +14,8 @@ use crate::strftime;
 use crate::text::MapPrintOptions;
 use crate::value::{MapDump, MapKind, MapValue, Value};
 use nexus_compile::{
-    self as compile, Artifact, EventKind, MapRole, RECORD_HEADER_SIZE, RecordHeader,
+    self as compile, Artifact, EventKind, MapKind as ArtifactMapKind, MapRole, RECORD_HEADER_SIZE,
+    RecordHeader,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -292,8 +293,19 @@ impl<'a> Dispatcher<'a> {
             return Ok(None);
         };
         let raw = backend.map_entries(index)?;
+        // A key-less aggregation lives in a one-entry array whose entry
+        // always exists; all zeros on every CPU means it never ran (or was
+        // cleared), which must print like a hash map's missing key
+        // (artifact.rs, `UserMap::keys`).
+        let always_present = matches!(
+            spec.kind,
+            ArtifactMapKind::Array | ArtifactMapKind::PercpuArray
+        );
         let mut entries = Vec::with_capacity(raw.len());
         for e in raw {
+            if always_present && e.slots.iter().all(|s| s.iter().all(|&b| b == 0)) {
+                continue;
+            }
             let slots: Vec<&[u8]> = e.slots.iter().map(Vec::as_slice).collect();
             let key = self
                 .decoder
