@@ -625,12 +625,9 @@ impl HeldChild {
         drop(window);
         // The pid is an unreaped child of ours, so it cannot be reused
         // before this pidfd refers to it.
-        // SAFETY: pidfd_open takes a pid and flags and returns an fd or -1.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let pidfd = (raw >= 0).then(|| {
-            // SAFETY: a non-negative return is a fresh fd we now own.
-            unsafe { OwnedFd::from_raw_fd(raw as RawFd) }
-        });
+        // Any failure (a kernel without pidfd_open) leaves waiting to
+        // waitpid alone.
+        let pidfd = crate::pidfd::PidFd::open(pid).ok().map(OwnedFd::from);
         Ok(HeldChild {
             pid,
             command,

@@ -1,8 +1,8 @@
 //! The `-c` child and `-p` process as session targets, over `nexus-proc`.
 
 use crate::session::{HeldProcess, Target};
-use nexus_proc::HeldChild;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use nexus_proc::{HeldChild, PidFd, PidfdError};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 impl HeldProcess for HeldChild {
@@ -44,26 +44,16 @@ pub struct ProcessWatch {
 impl ProcessWatch {
     /// Start watching `pid`.
     pub fn open(pid: u32) -> Result<ProcessWatch, PidError> {
-        let raw = libc::pid_t::try_from(pid).map_err(|_| PidError::NoProcess(pid))?;
-        // SAFETY: pidfd_open takes a pid and a flags word and returns a new
-        // descriptor or -1; no memory is passed.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
-        if fd >= 0 {
-            let fd = i32::try_from(fd).map_err(|_| PidError::NoProcess(pid))?;
-            // SAFETY: the kernel just returned this descriptor to us and
-            // nothing else owns it.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
-            return Ok(ProcessWatch {
+        let raw = i32::try_from(pid).map_err(|_| PidError::NoProcess(pid))?;
+        match PidFd::open(raw) {
+            Ok(fd) => Ok(ProcessWatch {
                 pid,
-                pidfd: Some(pidfd),
-            });
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ESRCH) => Err(PidError::NoProcess(pid)),
+                pidfd: Some(fd.into()),
+            }),
+            Err(PidfdError::NoProcess(_)) => Err(PidError::NoProcess(pid)),
             // No pidfd_open on this kernel: fall back to /proc.
-            Some(libc::ENOSYS) => Ok(ProcessWatch { pid, pidfd: None }),
-            _ => Err(PidError::Watch { pid, source: err }),
+            Err(PidfdError::Unsupported) => Ok(ProcessWatch { pid, pidfd: None }),
+            Err(PidfdError::Open { source, .. }) => Err(PidError::Watch { pid, source }),
         }
     }
 

@@ -12,6 +12,8 @@
 //!   the sinks ([`sink`]) that print events and maps as bpftrace 0.17 does
 //!   in text, or as typed JSON Lines.
 
+#![forbid(unsafe_code)]
+
 pub mod backend;
 pub mod child;
 pub mod decode;
