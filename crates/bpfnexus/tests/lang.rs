@@ -64,6 +64,7 @@ lang_tests! {
     profile => "profile.bt",
     rawtracepoint => "rawtracepoint.bt",
     scope_exact => "scope_exact.bt",
+    scope_exec_event => "scope_exec_event.bt",
     strings => "strings.bt",
     tracepoint_wildcard => "tracepoint_wildcard.bt",
     uprobe_binary => "uprobe_binary.bt",

@@ -500,8 +500,14 @@ pub fn compile(
         }
     }
     if opts.scope {
+        // First in the list, so the runtime attaches them first: a
+        // tracepoint runs its programs in attach order, and the command's
+        // own `sched_process_exec` must join the scope before a user probe
+        // on the same event asks whether it is in scope.
         match scope_programs(&res, catalog, &index, src) {
-            Ok(p) => programs.extend(p),
+            Ok(p) => {
+                programs.splice(0..0, p);
+            }
             Err(d) => diags.push(d),
         }
     }

@@ -244,14 +244,16 @@ fn scope_programs_are_generated() {
     };
     let a = compile_source(src, &MemoryCatalog::sample(), &opts).unwrap();
     let names: Vec<&str> = a.programs.iter().map(|p| p.name.as_str()).collect();
+    // The scope programs come first: they must run before user probes on
+    // the same tracepoint (the command's own exec).
     assert_eq!(
         names,
-        vec!["tp_0", "scope_fork", "scope_exit", "scope_exec"]
+        vec!["scope_fork", "scope_exit", "scope_exec", "tp_0"]
     );
     assert!(a.map_with_role(&MapRole::Scope).is_some());
     // With task_struct.tgid from BTF they are raw tracepoints...
     let raw = |a: &Artifact| {
-        a.programs[1..]
+        a.programs[..3]
             .iter()
             .map(|p| (p.prog_type, p.attach[0].clone()))
             .collect::<Vec<_>>()
@@ -277,7 +279,7 @@ fn scope_programs_are_generated() {
     no_btf.struct_members.clear();
     let a = compile_source(src, &no_btf, &opts).unwrap();
     assert!(
-        a.programs[1..]
+        a.programs[..3]
             .iter()
             .all(|p| p.prog_type == nexus_compile::ProgKind::Tracepoint),
         "{:?}",
