@@ -549,6 +549,22 @@ fn semantic_errors_have_messages_and_spans() {
 }
 
 #[test]
+fn missing_kprobes_hint_names_only_probe_types_that_work_without_them() {
+    let src = "kprobe:vfs_read { @ = count(); }";
+    let diags = compile_source(src, &MemoryCatalog::sample(), &options()).unwrap_err();
+    let hint = diags
+        .iter()
+        .find(|d| d.message.contains("kprobes are not available"))
+        .and_then(|d| d.hint.as_deref())
+        .unwrap_or_else(|| panic!("{src}: no kprobe hint"));
+    assert_eq!(
+        hint,
+        "use a tracepoint or rawtracepoint probe instead; \
+         `bpfnexus doctor` shows which probe types this kernel supports"
+    );
+}
+
+#[test]
 fn did_you_mean_hints() {
     let catalog = MemoryCatalog::sample();
     for (src, hint) in [

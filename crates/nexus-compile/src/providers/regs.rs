@@ -44,7 +44,13 @@ impl Provider for Kprobe {
                 ap.span,
                 "kprobes are not available on this kernel (CONFIG_KPROBES is not set)",
             )
-            .with_hint("use a tracepoint, rawtracepoint or fentry probe instead"));
+            // fentry is no general way out: kernels without kprobes tend to
+            // refuse fentry attachment as well, so point at what always
+            // works and at the command that reports the rest.
+            .with_hint(
+                "use a tracepoint or rawtracepoint probe instead; \
+                 `bpfnexus doctor` shows which probe types this kernel supports",
+            ));
         }
         let retprobe = ap.kind == ProbeKind::Kretprobe;
         let funcs = if ap.has_wildcard() {
