@@ -193,6 +193,22 @@ fn getppid_syscall() {
     unsafe { libc::syscall(libc::SYS_getppid) };
 }
 
+/// Load `insns` as program `name` of type `ty` with `maps` bound to map indexes.
+fn load(name: &str, ty: ProgType, insns: &[Insn], maps: &[&Map]) -> Program {
+    Program::load(&ProgramSpec::new(name, ty, insns), maps).unwrap()
+}
+
+fn tracepoint(category: &str, name: &str) -> AttachTarget {
+    AttachTarget::Tracepoint {
+        category: category.into(),
+        name: name.into(),
+    }
+}
+
+fn raw_tracepoint(name: &str) -> AttachTarget {
+    AttachTarget::RawTracepoint { name: name.into() }
+}
+
 // ---------------------------------------------------------------- maps
 
 fn check_keyed_map(map_type: MapType) {
@@ -232,72 +248,23 @@ fn check_keyed_map(map_type: MapType) {
     assert!(m.lookup(&[1, 2]).is_err(), "wrong key size must be refused");
 }
 
-/// Passes every call to the real kernel and records the bpf commands.
+/// Passes every call to the real kernel and records the bpf commands; with
+/// `refuse_batch` the batch commands fail as on kernels without them.
 #[derive(Default)]
-struct CountingSys {
+struct PassThroughSys {
     cmds: std::cell::RefCell<Vec<BpfCmd>>,
+    refuse_batch: bool,
 }
 
-impl Sys for CountingSys {
+impl Sys for PassThroughSys {
     fn bpf(&self, cmd: BpfCmd, attr: &mut BpfAttr) -> std::io::Result<i64> {
         self.cmds.borrow_mut().push(cmd);
-        RealSys.bpf(cmd, attr)
-    }
-    fn perf_event_open(
-        &self,
-        attr: &PerfEventAttr,
-        pid: i32,
-        cpu: i32,
-        flags: u64,
-    ) -> std::io::Result<OwnedFd> {
-        RealSys.perf_event_open(attr, pid, cpu, flags)
-    }
-    fn ioctl(&self, fd: BorrowedFd<'_>, request: u64, arg: u64) -> std::io::Result<i32> {
-        RealSys.ioctl(fd, request, arg)
-    }
-    fn mmap_shared(
-        &self,
-        fd: BorrowedFd<'_>,
-        len: usize,
-        prot: i32,
-        offset: i64,
-    ) -> std::io::Result<*mut u8> {
-        RealSys.mmap_shared(fd, len, prot, offset)
-    }
-    fn munmap(&self, addr: *mut u8, len: usize) -> std::io::Result<()> {
-        RealSys.munmap(addr, len)
-    }
-}
-
-#[test]
-fn map_hash_crud() {
-    require_kernel!("map_hash_crud");
-    let counting = Rc::new(CountingSys::default());
-    let guard = sys::override_for_thread(counting.clone());
-    check_keyed_map(MapType::Hash);
-    drop(guard);
-    let cmds = counting.cmds.borrow();
-    // This kernel has batch ops for hash maps: the reads must have used them.
-    assert!(cmds.contains(&BpfCmd::MapLookupBatch), "{cmds:?}");
-    assert!(cmds.contains(&BpfCmd::MapLookupAndDeleteBatch), "{cmds:?}");
-}
-
-#[test]
-fn map_lru_hash_crud() {
-    require_kernel!("map_lru_hash_crud");
-    check_keyed_map(MapType::LruHash);
-    check_keyed_map(MapType::LruPercpuHash);
-}
-
-/// Like [`CountingSys`], but the batch commands fail as on kernels without them.
-struct NoBatchSys;
-
-impl Sys for NoBatchSys {
-    fn bpf(&self, cmd: BpfCmd, attr: &mut BpfAttr) -> std::io::Result<i64> {
-        if matches!(
-            cmd,
-            BpfCmd::MapLookupBatch | BpfCmd::MapLookupAndDeleteBatch
-        ) {
+        if self.refuse_batch
+            && matches!(
+                cmd,
+                BpfCmd::MapLookupBatch | BpfCmd::MapLookupAndDeleteBatch
+            )
+        {
             return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
         RealSys.bpf(cmd, attr)
@@ -329,9 +296,32 @@ impl Sys for NoBatchSys {
 }
 
 #[test]
+fn map_hash_crud() {
+    require_kernel!("map_hash_crud");
+    let counting = Rc::new(PassThroughSys::default());
+    let guard = sys::override_for_thread(counting.clone());
+    check_keyed_map(MapType::Hash);
+    drop(guard);
+    let cmds = counting.cmds.borrow();
+    // This kernel has batch ops for hash maps: the reads must have used them.
+    assert!(cmds.contains(&BpfCmd::MapLookupBatch), "{cmds:?}");
+    assert!(cmds.contains(&BpfCmd::MapLookupAndDeleteBatch), "{cmds:?}");
+}
+
+#[test]
+fn map_lru_hash_crud() {
+    require_kernel!("map_lru_hash_crud");
+    check_keyed_map(MapType::LruHash);
+    check_keyed_map(MapType::LruPercpuHash);
+}
+
+#[test]
 fn map_reads_fall_back_without_batch_ops() {
     require_kernel!("map_reads_fall_back_without_batch_ops");
-    let _guard = sys::override_for_thread(Rc::new(NoBatchSys));
+    let _guard = sys::override_for_thread(Rc::new(PassThroughSys {
+        refuse_batch: true,
+        ..PassThroughSys::default()
+    }));
     check_keyed_map(MapType::Hash);
     check_keyed_map(MapType::PercpuHash);
 }
@@ -454,19 +444,8 @@ fn tracepoint_delivers_pid_and_arguments() {
         .i(Insn::stx(Size::DW, Reg::R8, 16, Reg::R1))
         .submit()
         .finish();
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_tp", ProgType::Tracepoint, &insns),
-        &[&rb],
-    )
-    .unwrap();
-    let link = attach(
-        &prog,
-        &AttachTarget::Tracepoint {
-            category: "syscalls".into(),
-            name: "sys_enter_write".into(),
-        },
-    )
-    .unwrap();
+    let prog = load("nx_t_tp", ProgType::Tracepoint, &insns, &[&rb]);
+    let link = attach(&prog, &tracepoint("syscalls", "sys_enter_write")).unwrap();
     let mut cons = RingBuf::new(&rb).unwrap();
     // The perf event was opened on CPU 0 only; fire the tracepoint from the
     // last CPU to show the program still runs everywhere.
@@ -488,19 +467,8 @@ fn dropping_a_link_stops_events() {
     require_kernel!("dropping_a_link_stops_events");
     let counts = counter_map("nx_t_drop");
     let insns = Asm::default().only_thread(gettid()).count().finish();
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_drop", ProgType::Tracepoint, &insns),
-        &[&counts],
-    )
-    .unwrap();
-    let link = attach(
-        &prog,
-        &AttachTarget::Tracepoint {
-            category: "syscalls".into(),
-            name: "sys_enter_getppid".into(),
-        },
-    )
-    .unwrap();
+    let prog = load("nx_t_drop", ProgType::Tracepoint, &insns, &[&counts]);
+    let link = attach(&prog, &tracepoint("syscalls", "sys_enter_getppid")).unwrap();
     for _ in 0..3 {
         getppid_syscall();
     }
@@ -521,32 +489,11 @@ fn detach_all_stops_every_link() {
     require_kernel!("detach_all_stops_every_link");
     let counts = counter_map("nx_t_detach");
     let insns = Asm::default().only_thread(gettid()).count().finish();
-    let tp = Program::load(
-        &ProgramSpec::new("nx_t_det_tp", ProgType::Tracepoint, &insns),
-        &[&counts],
-    )
-    .unwrap();
-    let raw = Program::load(
-        &ProgramSpec::new("nx_t_det_raw", ProgType::RawTracepoint, &insns),
-        &[&counts],
-    )
-    .unwrap();
+    let tp = load("nx_t_det_tp", ProgType::Tracepoint, &insns, &[&counts]);
+    let raw = load("nx_t_det_raw", ProgType::RawTracepoint, &insns, &[&counts]);
     let links = vec![
-        attach(
-            &tp,
-            &AttachTarget::Tracepoint {
-                category: "syscalls".into(),
-                name: "sys_enter_getppid".into(),
-            },
-        )
-        .unwrap(),
-        attach(
-            &raw,
-            &AttachTarget::RawTracepoint {
-                name: "sys_enter".into(),
-            },
-        )
-        .unwrap(),
+        attach(&tp, &tracepoint("syscalls", "sys_enter_getppid")).unwrap(),
+        attach(&raw, &raw_tracepoint("sys_enter")).unwrap(),
     ];
     getppid_syscall();
     let before = counter(&counts);
@@ -597,18 +544,8 @@ fn raw_tracepoint_sys_enter() {
     require_kernel!("raw_tracepoint_sys_enter");
     let rb = ringbuf_map("nx_t_raw_rb");
     let insns = syscall_id_program(gettid());
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_raw", ProgType::RawTracepoint, &insns),
-        &[&rb],
-    )
-    .unwrap();
-    let _link = attach(
-        &prog,
-        &AttachTarget::RawTracepoint {
-            name: "sys_enter".into(),
-        },
-    )
-    .unwrap();
+    let prog = load("nx_t_raw", ProgType::RawTracepoint, &insns, &[&rb]);
+    let _link = attach(&prog, &raw_tracepoint("sys_enter")).unwrap();
     expect_getppid_ids(&rb);
 }
 
@@ -640,11 +577,7 @@ fn test_run_executes_a_begin_style_program() {
         .i(Insn::mov64_imm(Reg::R0, 7))
         .i(Insn::exit())
         .finish();
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_begin", ProgType::RawTracepoint, &insns),
-        &[&rb],
-    )
-    .unwrap();
+    let prog = load("nx_t_begin", ProgType::RawTracepoint, &insns, &[&rb]);
     let mut cons = RingBuf::new(&rb).unwrap();
     assert_eq!(prog.test_run(&[], None).unwrap(), 7);
     let recs = wait_records(&mut cons, 1);
@@ -653,11 +586,7 @@ fn test_run_executes_a_begin_style_program() {
     // On another CPU the program runs in interrupt context, where the
     // current task is not ours: use a program without the thread filter.
     let seven = [Insn::mov64_imm(Reg::R0, 7), Insn::exit()];
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_begin2", ProgType::RawTracepoint, &seven),
-        &[] as &[Map],
-    )
-    .unwrap();
+    let prog = load("nx_t_begin2", ProgType::RawTracepoint, &seven, &[]);
     let last = *nexus_kernel::cpu::online_cpus().unwrap().last().unwrap();
     assert_eq!(prog.test_run(&[], Some(last)).unwrap(), 7);
 }
@@ -706,16 +635,8 @@ fn uprobe_and_uretprobe_see_arguments_and_return_value() {
         .i(Insn::st(Size::DW, Reg::R8, 16, 0))
         .submit()
         .finish();
-    let p_entry = Program::load(
-        &ProgramSpec::new("nx_t_up", ProgType::Kprobe, &entry),
-        &[&rb],
-    )
-    .unwrap();
-    let p_ret = Program::load(
-        &ProgramSpec::new("nx_t_uret", ProgType::Kprobe, &ret),
-        &[&rb],
-    )
-    .unwrap();
+    let p_entry = load("nx_t_up", ProgType::Kprobe, &entry, &[&rb]);
+    let p_ret = load("nx_t_uret", ProgType::Kprobe, &ret, &[&rb]);
     let target = |retprobe| {
         AttachTarget::Uprobe(
             UprobeTarget::symbol(exe, "nexus_kernel_test_uprobe_target", retprobe, pid).unwrap(),
@@ -766,11 +687,7 @@ fn ringbuf_wraps_around_and_skips_discarded_records() {
         .label("keep")
         .submit()
         .finish();
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_wrap", ProgType::Kprobe, &insns),
-        &[&rb],
-    )
-    .unwrap();
+    let prog = load("nx_t_wrap", ProgType::Kprobe, &insns, &[&rb]);
     let target = UprobeTarget::symbol(
         exe.to_str().unwrap(),
         "nexus_kernel_test_ringbuf_target",
@@ -803,11 +720,7 @@ fn perf_event_cpu_clock_fires() {
     require_kernel!("perf_event_cpu_clock_fires");
     let counts = counter_map("nx_t_perf");
     let insns = Asm::default().count().finish();
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_perf", ProgType::PerfEvent, &insns),
-        &[&counts],
-    )
-    .unwrap();
+    let prog = load("nx_t_perf", ProgType::PerfEvent, &insns, &[&counts]);
     let link = attach(
         &prog,
         &AttachTarget::PerfEvent(PerfEventTarget::profile_hz(1000)),
@@ -869,11 +782,7 @@ fn verifier_log_kept_on_success_when_asked() {
 fn kprobe_attach_reports_missing_kprobes() {
     require_kernel!("kprobe_attach_reports_missing_kprobes");
     let insns = [Insn::mov64_imm(Reg::R0, 0), Insn::exit()];
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_kp", ProgType::Kprobe, &insns),
-        &[] as &[Map],
-    )
-    .unwrap();
+    let prog = load("nx_t_kp", ProgType::Kprobe, &insns, &[]);
     let res = attach(
         &prog,
         &AttachTarget::Kprobe(KprobeTarget {
@@ -917,18 +826,8 @@ fn fentry_failure_says_the_kernel_refused() {
 fn wrong_program_type_is_refused_before_the_kernel() {
     require_kernel!("wrong_program_type_is_refused_before_the_kernel");
     let insns = [Insn::mov64_imm(Reg::R0, 0), Insn::exit()];
-    let prog = Program::load(
-        &ProgramSpec::new("nx_t_wrong", ProgType::Kprobe, &insns),
-        &[] as &[Map],
-    )
-    .unwrap();
-    let err = attach(
-        &prog,
-        &AttachTarget::RawTracepoint {
-            name: "sys_enter".into(),
-        },
-    )
-    .unwrap_err();
+    let prog = load("nx_t_wrong", ProgType::Kprobe, &insns, &[]);
+    let err = attach(&prog, &raw_tracepoint("sys_enter")).unwrap_err();
     assert!(
         err.to_string().contains("needs a raw_tracepoint program"),
         "{err}"
@@ -955,19 +854,8 @@ fn sigkill_leaves_nothing_attached() {
     if std::env::var_os(CHILD_ENV).is_some() {
         // Child: attach, report the program id, wait to be killed.
         let insns = [Insn::mov64_imm(Reg::R0, 0), Insn::exit()];
-        let prog = Program::load(
-            &ProgramSpec::new("nx_t_child", ProgType::Tracepoint, &insns),
-            &[] as &[Map],
-        )
-        .unwrap();
-        let _link = attach(
-            &prog,
-            &AttachTarget::Tracepoint {
-                category: "syscalls".into(),
-                name: "sys_enter_getppid".into(),
-            },
-        )
-        .unwrap();
+        let prog = load("nx_t_child", ProgType::Tracepoint, &insns, &[]);
+        let _link = attach(&prog, &tracepoint("syscalls", "sys_enter_getppid")).unwrap();
         println!("READY {}", prog.id().unwrap());
         std::thread::sleep(Duration::from_secs(60));
         return;
