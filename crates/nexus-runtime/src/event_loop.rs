@@ -237,15 +237,17 @@ pub fn run<B: Backend>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::{AttachedProbe, BackendError, DetachReport, RawEntry, RecordBatch};
     use crate::sink::{MessageKind, PrintfEvent, RunStats};
     use crate::text::MapPrintOptions;
     use crate::value::{MapDump, Value};
     use nexus_compile::{Artifact, CompileOptions, EventKind, RECORD_HEADER_SIZE};
+    use std::cell::RefCell;
     use std::collections::VecDeque;
     use std::os::fd::BorrowedFd;
+    use std::rc::Rc;
 
     /// Hands out records in rounds, as a ring buffer filled by producers
     /// that never wake the consumer would: each `read_batch` takes the
@@ -302,18 +304,23 @@ mod tests {
         }
     }
 
-    /// Logs what it is asked to do.
+    /// A test sink, shared with the session tests, that journals printf
+    /// text, the attach line and flushes, in order, and accepts everything
+    /// else silently.
     #[derive(Default)]
-    struct Log(Vec<String>);
+    pub(crate) struct JournalSink(pub(crate) Rc<RefCell<Vec<String>>>);
 
-    impl Sink for Log {
-        fn attached_probes(&mut self, _: u64) -> Result<(), SinkError> {
+    impl Sink for JournalSink {
+        fn attached_probes(&mut self, count: u64) -> Result<(), SinkError> {
+            self.0.borrow_mut().push(format!("Attaching {count}"));
             Ok(())
         }
         fn printf(&mut self, event: &PrintfEvent<'_>) -> Result<(), SinkError> {
             let mut text = Vec::new();
             event.site.format.format(event.args, &mut text)?;
-            self.0.push(String::from_utf8_lossy(&text).into_owned());
+            self.0
+                .borrow_mut()
+                .push(String::from_utf8_lossy(&text).into_owned());
             Ok(())
         }
         fn message(&mut self, _: MessageKind, _: &[u8]) -> Result<(), SinkError> {
@@ -335,7 +342,7 @@ mod tests {
             Ok(())
         }
         fn flush(&mut self) -> Result<(), SinkError> {
-            self.0.push("flush".into());
+            self.0.borrow_mut().push("flush".into());
             Ok(())
         }
         fn finish(&mut self) -> Result<(), SinkError> {
@@ -376,7 +383,7 @@ mod tests {
             vec![record(exit), record(a)],
         ]));
         let mut dispatcher = Dispatcher::new(&artifact);
-        let mut sink = Log::default();
+        let mut sink = JournalSink::default();
         let signals = Signals::block().expect("signalfd");
         let reason = run(
             &mut backend,
@@ -391,7 +398,10 @@ mod tests {
         // Each time the buffer ran empty what arrived was flushed. A batch
         // is dispatched whole, so the record behind exit() is printed too
         // (the session's final drain would print it anyway).
-        assert_eq!(sink.0, ["a\n", "a\n", "flush", "a\n", "flush", "a\n"]);
+        assert_eq!(
+            *sink.0.borrow(),
+            ["a\n", "a\n", "flush", "a\n", "flush", "a\n"]
+        );
         assert_eq!(dispatcher.stats().events, 5);
     }
 }

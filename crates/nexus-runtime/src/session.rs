@@ -318,9 +318,7 @@ pub fn run<B: Backend>(
 mod tests {
     use super::*;
     use crate::backend::{RawEntry, RecordBatch};
-    use crate::sink::{MessageKind, PrintfEvent};
-    use crate::text::MapPrintOptions;
-    use crate::value::{MapDump, Value};
+    use crate::event_loop::tests::JournalSink;
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -386,44 +384,6 @@ mod tests {
         }
     }
 
-    /// A sink that journals the attach line and flushes.
-    struct JournaledSink(Journal);
-
-    impl Sink for JournaledSink {
-        fn attached_probes(&mut self, count: u64) -> Result<(), SinkError> {
-            note(&self.0, format!("Attaching {count}"));
-            Ok(())
-        }
-        fn printf(&mut self, _: &PrintfEvent<'_>) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn message(&mut self, _: MessageKind, _: &[u8]) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn value(&mut self, _: &Value) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn map(&mut self, _: &MapDump, _: &MapPrintOptions) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn exit_maps(&mut self, _: &[MapDump]) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn lost(&mut self, _: u64) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn run_stats(&mut self, _: &RunStats) -> Result<(), SinkError> {
-            Ok(())
-        }
-        fn flush(&mut self) -> Result<(), SinkError> {
-            note(&self.0, "flush");
-            Ok(())
-        }
-        fn finish(&mut self) -> Result<(), SinkError> {
-            Ok(())
-        }
-    }
-
     /// A `-c` command that exits as soon as it is released.
     struct Command(Journal);
 
@@ -466,7 +426,7 @@ mod tests {
                 scoped: true,
             },
             &signals,
-            &mut JournaledSink(journal.clone()),
+            &mut JournalSink(journal.clone()),
             &mut Quiet,
             &RunOptions::default(),
         )
