@@ -246,97 +246,18 @@ impl MemoryCatalog {
     /// development machines).
     pub fn sample() -> MemoryCatalog {
         let mut c = MemoryCatalog::default();
-        let syscall_nr = || tp_field("__syscall_nr", "int", 8, 4, true);
-        c.add_tracepoint(
-            "syscalls",
-            "sys_enter_openat",
-            vec![
-                syscall_nr(),
-                tp_field("dfd", "int", 16, 8, false),
-                tp_field("filename", "const char *", 24, 8, false),
-                tp_field("flags", "int", 32, 8, false),
-                tp_field("mode", "umode_t", 40, 8, false),
-            ],
-        );
-        c.add_tracepoint(
-            "syscalls",
-            "sys_exit_openat",
-            vec![syscall_nr(), tp_field("ret", "long", 16, 8, true)],
-        );
-        c.add_tracepoint(
-            "syscalls",
-            "sys_enter_read",
-            vec![
-                syscall_nr(),
-                tp_field("fd", "unsigned int", 16, 8, false),
-                tp_field("buf", "char *", 24, 8, false),
-                tp_field("count", "size_t", 32, 8, false),
-            ],
-        );
-        c.add_tracepoint(
-            "syscalls",
-            "sys_exit_read",
-            vec![syscall_nr(), tp_field("ret", "long", 16, 8, true)],
-        );
-        c.add_tracepoint(
-            "syscalls",
-            "sys_enter_write",
-            vec![
-                syscall_nr(),
-                tp_field("fd", "unsigned int", 16, 8, false),
-                tp_field("buf", "const char *", 24, 8, false),
-                tp_field("count", "size_t", 32, 8, false),
-            ],
-        );
-        c.add_tracepoint(
-            "raw_syscalls",
-            "sys_enter",
-            vec![
-                tp_field("id", "long", 8, 8, true),
-                tp_field("args", "unsigned long[6]", 16, 48, false),
-            ],
-        );
-        c.add_tracepoint(
-            "sched",
-            "sched_process_fork",
-            vec![
-                tp_field("parent_comm", "char[16]", 8, 16, false),
-                tp_field("parent_pid", "pid_t", 24, 4, true),
-                tp_field("child_comm", "char[16]", 28, 16, false),
-                tp_field("child_pid", "pid_t", 44, 4, true),
-            ],
-        );
-        c.add_tracepoint(
-            "sched",
-            "sched_process_exit",
-            vec![
-                tp_field("comm", "char[16]", 8, 16, false),
-                tp_field("pid", "pid_t", 24, 4, true),
-                tp_field("prio", "int", 28, 4, true),
-            ],
-        );
-        c.add_tracepoint(
-            "sched",
-            "sched_process_exec",
-            vec![
-                tp_field("filename", "__data_loc char[]", 8, 4, false),
-                tp_field("pid", "pid_t", 12, 4, true),
-                tp_field("old_pid", "pid_t", 16, 4, true),
-            ],
-        );
-        c.add_tracepoint(
-            "sched",
-            "sched_switch",
-            vec![
-                tp_field("prev_comm", "char[16]", 8, 16, false),
-                tp_field("prev_pid", "pid_t", 24, 4, true),
-                tp_field("prev_prio", "int", 28, 4, true),
-                tp_field("prev_state", "long", 32, 8, true),
-                tp_field("next_comm", "char[16]", 40, 16, false),
-                tp_field("next_pid", "pid_t", 56, 4, true),
-                tp_field("next_prio", "int", 60, 4, true),
-            ],
-        );
+        for &(category, event, fields) in SAMPLE_TRACEPOINTS {
+            // Every syscalls:* event starts with the syscall number.
+            let syscall_nr = (category == "syscalls").then_some(SYSCALL_NR);
+            let fields = syscall_nr
+                .iter()
+                .chain(fields)
+                .map(|&(name, c_type, offset, size, signed)| {
+                    tp_field(name, c_type, offset, size, signed)
+                })
+                .collect();
+            c.add_tracepoint(category, event, fields);
+        }
         let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6".to_string();
         for name in ["libc", "libc.so.6", libc.as_str()] {
             c.binaries.insert(name.to_string(), libc.clone());
@@ -414,6 +335,99 @@ impl MemoryCatalog {
         c
     }
 }
+
+/// A tracepoint field as (name, C type, offset, size, signed).
+type SampleField = (&'static str, &'static str, u32, u32, bool);
+
+const SYSCALL_NR: SampleField = ("__syscall_nr", "int", 8, 4, true);
+
+/// The tracepoints of [`MemoryCatalog::sample`] beyond the common fields
+/// (and, for syscalls:*, beyond [`SYSCALL_NR`]).
+const SAMPLE_TRACEPOINTS: &[(&str, &str, &[SampleField])] = &[
+    (
+        "syscalls",
+        "sys_enter_openat",
+        &[
+            ("dfd", "int", 16, 8, false),
+            ("filename", "const char *", 24, 8, false),
+            ("flags", "int", 32, 8, false),
+            ("mode", "umode_t", 40, 8, false),
+        ],
+    ),
+    (
+        "syscalls",
+        "sys_exit_openat",
+        &[("ret", "long", 16, 8, true)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_read",
+        &[
+            ("fd", "unsigned int", 16, 8, false),
+            ("buf", "char *", 24, 8, false),
+            ("count", "size_t", 32, 8, false),
+        ],
+    ),
+    ("syscalls", "sys_exit_read", &[("ret", "long", 16, 8, true)]),
+    (
+        "syscalls",
+        "sys_enter_write",
+        &[
+            ("fd", "unsigned int", 16, 8, false),
+            ("buf", "const char *", 24, 8, false),
+            ("count", "size_t", 32, 8, false),
+        ],
+    ),
+    (
+        "raw_syscalls",
+        "sys_enter",
+        &[
+            ("id", "long", 8, 8, true),
+            ("args", "unsigned long[6]", 16, 48, false),
+        ],
+    ),
+    (
+        "sched",
+        "sched_process_fork",
+        &[
+            ("parent_comm", "char[16]", 8, 16, false),
+            ("parent_pid", "pid_t", 24, 4, true),
+            ("child_comm", "char[16]", 28, 16, false),
+            ("child_pid", "pid_t", 44, 4, true),
+        ],
+    ),
+    (
+        "sched",
+        "sched_process_exit",
+        &[
+            ("comm", "char[16]", 8, 16, false),
+            ("pid", "pid_t", 24, 4, true),
+            ("prio", "int", 28, 4, true),
+        ],
+    ),
+    (
+        "sched",
+        "sched_process_exec",
+        &[
+            ("filename", "__data_loc char[]", 8, 4, false),
+            ("pid", "pid_t", 12, 4, true),
+            ("old_pid", "pid_t", 16, 4, true),
+        ],
+    ),
+    (
+        "sched",
+        "sched_switch",
+        &[
+            ("prev_comm", "char[16]", 8, 16, false),
+            ("prev_pid", "pid_t", 24, 4, true),
+            ("prev_prio", "int", 28, 4, true),
+            ("prev_state", "long", 32, 8, true),
+            ("next_comm", "char[16]", 40, 16, false),
+            ("next_pid", "pid_t", 56, 4, true),
+            ("next_prio", "int", 60, 4, true),
+        ],
+    ),
+];
 
 /// A tracepoint field (helper for building catalogs by hand).
 pub fn tp_field(name: &str, c_type: &str, offset: u32, size: u32, signed: bool) -> TracepointField {
