@@ -2,6 +2,7 @@
 //! (`tracepoint:syscalls:sys_enter_openat`), with tracepoint fields under
 //! `-v`.
 
+use nexus_compile::providers::tracepoint::raw_tracepoints;
 use nexus_compile::{CatalogError, ProbeCatalog, TracepointField, glob_match};
 
 /// Software perf events, as bpftrace names them.
@@ -24,7 +25,7 @@ const SOFTWARE_EVENTS: &[&str] = &[
 pub enum ListError {
     /// The pattern names a provider we cannot list.
     #[error(
-        "cannot list probes of provider {0:?}: try tracepoint, uprobe, kfunc/fentry, kprobe or software"
+        "cannot list probes of provider {0:?}: try tracepoint, rawtracepoint, uprobe, kfunc/fentry, kprobe or software"
     )]
     Provider(String),
     /// A uprobe listing without a binary.
@@ -39,9 +40,14 @@ pub enum ListError {
 }
 
 /// The C declaration of a tracepoint field as bpftrace prints it under
-/// `-l -v` (`const char * filename`, `char comm[16]`).
+/// `-l -v` (`const char * filename`, `char comm[16]`,
+/// `__data_loc char[] filename`).
 pub fn field_declaration(f: &TracepointField) -> String {
-    match f.c_type.find('[') {
+    // A dynamic (`__data_loc`/`__rel_loc`) array keeps its `[]` on the
+    // type, as the kernel's `format` file writes it; only fixed-size
+    // arrays put their length after the name.
+    let dynamic = f.c_type.starts_with("__data_loc") || f.c_type.starts_with("__rel_loc");
+    match f.c_type.find('[').filter(|_| !dynamic) {
         Some(open) => format!(
             "{} {}{}",
             f.c_type[..open].trim_end(),
@@ -64,6 +70,7 @@ pub struct ListedProbe {
 fn canonical_provider(p: &str) -> Option<&'static str> {
     Some(match p {
         "tracepoint" | "t" => "tracepoint",
+        "rawtracepoint" | "rt" => "rawtracepoint",
         "uprobe" | "u" => "uprobe",
         "kprobe" | "k" => "kprobe",
         "kfunc" | "f" | "fentry" => "kfunc",
@@ -86,6 +93,8 @@ pub fn list_probes(
         None => ("*", pattern),
     };
     let providers: Vec<&str> = if provider_glob.contains(['*', '?']) {
+        // Raw tracepoints only when named: they repeat the tracepoint
+        // event names, and `-l` alone stays as bpftrace 0.17 prints it.
         ["tracepoint", "software", "kprobe", "kfunc"]
             .into_iter()
             .filter(|p| glob_match(provider_glob, p))
@@ -106,7 +115,15 @@ pub fn list_probes(
                 };
                 let cat = if cat.is_empty() { "*" } else { cat };
                 let event = if event.is_empty() { "*" } else { event };
-                for (c, e) in catalog.tracepoints(cat, event)? {
+                let mut events = catalog.tracepoints(cat, event)?;
+                // ftrace's internal events (`ftrace:function`, ...) cannot be
+                // attached to, and bpftrace (reading `available_events`)
+                // does not list them.
+                events.retain(|(c, _)| c != "ftrace");
+                // bpftrace orders by the whole `CAT:EVENT` text, so
+                // `fib6:...` comes before `fib:...`.
+                events.sort_by_cached_key(|(c, e)| format!("{c}:{e}"));
+                for (c, e) in events {
                     // An event whose format cannot be read (ftrace's
                     // internal events) is still listed, without fields.
                     let details = if verbose {
@@ -125,6 +142,17 @@ pub fn list_probes(
                     out.push(ListedProbe {
                         name: format!("tracepoint:{c}:{e}"),
                         details,
+                    });
+                }
+            }
+            "rawtracepoint" => {
+                // `rawtracepoint:NAME`, as bpftrace 0.19+ lists them (0.17
+                // cannot list raw tracepoints at all).
+                let event = if rest.is_empty() { "*" } else { rest };
+                for e in raw_tracepoints(catalog, event)? {
+                    out.push(ListedProbe {
+                        name: format!("rawtracepoint:{e}"),
+                        details: Vec::new(),
                     });
                 }
             }
@@ -202,6 +230,29 @@ mod tests {
     fn array_fields_print_as_c_declarations() {
         let f = nexus_compile::tp_field("comm", "char[16]", 8, 16, false);
         assert_eq!(field_declaration(&f), "char comm[16]");
+        let f = nexus_compile::tp_field("filename", "__data_loc char[]", 8, 4, false);
+        assert_eq!(field_declaration(&f), "__data_loc char[] filename");
+    }
+
+    #[test]
+    fn lists_raw_tracepoints_by_event_name() {
+        let c = MemoryCatalog::sample();
+        let names = |pattern| {
+            list_probes(&c, Some(pattern), false)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names("rawtracepoint:sched_switch"),
+            ["rawtracepoint:sched_switch"]
+        );
+        let all = names("rt:*");
+        assert!(all.contains(&"rawtracepoint:sys_enter".to_string()));
+        // syscalls:sys_enter_X are ftrace events without a raw tracepoint.
+        assert!(!all.iter().any(|n| n.contains("sys_enter_")), "{all:?}");
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
     }
 
     #[test]

@@ -114,6 +114,29 @@ impl Provider for Tracepoint {
     }
 }
 
+/// Tracepoint categories whose events have no raw tracepoint of their own:
+/// `syscalls:*` are ftrace's syscall events (built on the `sys_enter` /
+/// `sys_exit` raw tracepoints) and `ftrace:*` are ftrace's internal events.
+const NOT_RAW_CATEGORIES: &[&str] = &["syscalls", "ftrace"];
+
+/// The raw tracepoints matching `pattern` (a glob on the event name), sorted
+/// and without duplicates: every tracepoint event name except those of the
+/// categories that are not backed by a raw tracepoint.
+pub fn raw_tracepoints(
+    catalog: &dyn ProbeCatalog,
+    pattern: &str,
+) -> Result<Vec<String>, crate::catalog::CatalogError> {
+    let mut names: Vec<String> = catalog
+        .tracepoints("*", pattern)?
+        .into_iter()
+        .filter(|(c, _)| !NOT_RAW_CATEGORIES.contains(&c.as_str()))
+        .map(|(_, e)| e)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 pub(super) struct RawTracepoint;
 
 impl Provider for RawTracepoint {
@@ -126,14 +149,7 @@ impl Provider for RawTracepoint {
             return Err(Diagnostic::error(ap.span, "rawtracepoint needs an EVENT"));
         };
         let names: Vec<String> = if ap.has_wildcard() {
-            let mut v: Vec<String> = catalog
-                .tracepoints("*", event)
-                .map_err(|e| catalog_error(ap, e))?
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect();
-            v.sort();
-            v.dedup();
+            let v = raw_tracepoints(catalog, event).map_err(|e| catalog_error(ap, e))?;
             if v.is_empty() {
                 return Err(not_found(ap, "raw tracepoint", event, []));
             }
