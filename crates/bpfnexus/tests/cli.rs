@@ -26,6 +26,31 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Run `bpfnexus vm exec` with `bytecode` (hex text) on stdin.
+fn vm_exec(bytecode: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(["vm", "exec"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running bpfnexus vm exec");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(bytecode)
+        .expect("writing bytecode");
+    child.wait_with_output().expect("waiting for vm exec")
+}
+
+/// Run the binary and require exit status 0 (showing stderr when not).
+fn bpfnexus_ok(args: &[&str]) -> Output {
+    let o = bpfnexus(args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o
+}
+
 /// Whether BPF programs can be loaded here; the reason when not.
 fn kernel() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
@@ -117,48 +142,21 @@ fn compile_error_in_a_file_names_the_file() {
 
 #[test]
 fn vm_exec_prints_r0() {
-    let mut child = Command::new(BIN)
-        .args(["vm", "exec"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running bpfnexus vm exec");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(b"b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00")
-        .expect("writing bytecode");
-    let o = child.wait_with_output().expect("waiting for vm exec");
+    let o = vm_exec(b"b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "0x2a\n");
 }
 
 #[test]
 fn vm_exec_reports_bad_bytecode() {
-    let mut child = Command::new(BIN)
-        .args(["vm", "exec"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running bpfnexus vm exec");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(b"zz")
-        .expect("writing bytecode");
-    let o = child.wait_with_output().expect("waiting for vm exec");
+    let o = vm_exec(b"zz");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("vm exec"), "{}", stderr(&o));
 }
 
 #[test]
 fn emit_ast_prints_the_tree() {
-    let o = bpfnexus(&["--emit", "ast", "-e", "BEGIN { exit(); }"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = bpfnexus_ok(&["--emit", "ast", "-e", "BEGIN { exit(); }"]);
     assert!(stdout(&o).contains("BEGIN"), "{}", stdout(&o));
 }
 
@@ -167,8 +165,7 @@ fn lists_tracepoints_and_their_fields() {
     if !need_kernel("lists_tracepoints_and_their_fields") {
         return;
     }
-    let o = bpfnexus(&["-l", "tracepoint:syscalls:sys_enter_open*"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = bpfnexus_ok(&["-l", "tracepoint:syscalls:sys_enter_open*"]);
     let out = stdout(&o);
     assert!(
         out.lines()
@@ -192,12 +189,11 @@ fn dry_run_of_a_valid_program_exits_zero() {
     if !need_kernel("dry_run_of_a_valid_program_exits_zero") {
         return;
     }
-    let o = bpfnexus(&[
+    let o = bpfnexus_ok(&[
         "--dry-run",
         "-e",
         "tracepoint:syscalls:sys_enter_read { @[comm] = count(); }",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
 }
 
@@ -206,8 +202,7 @@ fn begin_printf_and_exit() {
     if !need_kernel("begin_printf_and_exit") {
         return;
     }
-    let o = bpfnexus(&["-e", "BEGIN { printf(\"hello\\n\"); exit(); }"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = bpfnexus_ok(&["-e", "BEGIN { printf(\"hello\\n\"); exit(); }"]);
     assert!(
         stdout(&o).starts_with("Attaching 1 probe...\nhello\n"),
         "{}",
@@ -263,8 +258,7 @@ fn interval_probe_ends_the_run() {
         return;
     }
     let start = Instant::now();
-    let o = bpfnexus(&["-e", "interval:ms:100 { exit(); }"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = bpfnexus_ok(&["-e", "interval:ms:100 { exit(); }"]);
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(stdout(&o).starts_with("Attaching 1 probe...\n"));
 }
@@ -301,13 +295,12 @@ fn json_output_is_json_lines() {
     if !need_kernel("json_output_is_json_lines") {
         return;
     }
-    let o = bpfnexus(&[
+    let o = bpfnexus_ok(&[
         "-f",
         "json",
         "-e",
         "BEGIN { printf(\"n=%d\\n\", 7); @m[\"k\"] = count(); exit(); }",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let records: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -331,8 +324,7 @@ fn output_file_receives_the_output() {
     }
     let path = std::env::temp_dir().join(format!("bpfnexus-out-{}.txt", std::process::id()));
     let p = path.to_string_lossy().into_owned();
-    let o = bpfnexus(&["-o", &p, "-e", "BEGIN { printf(\"to file\\n\"); exit(); }"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = bpfnexus_ok(&["-o", &p, "-e", "BEGIN { printf(\"to file\\n\"); exit(); }"]);
     assert!(o.stdout.is_empty());
     let text = std::fs::read_to_string(&path).expect("reading the output file");
     assert!(
