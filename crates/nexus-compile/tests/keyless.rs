@@ -4,11 +4,13 @@
 //! with `BPF_PROG_TEST_RUN` (`BPFNEXUS_REQUIRE_KERNEL=1` makes a skip a
 //! failure).
 
+mod common;
+
+use common::{compile_with, create_maps, kernel_available, load, skip_or_fail};
 use nexus_compile::{
     Artifact, AttachSpec, CompileOptions, MapKind, MapRole, MapSpec as ArtifactMap, MemoryCatalog,
-    compile_source,
 };
-use nexus_kernel::{KernelCatalog, Map, MapSpec, Program, ProgramSpec};
+use nexus_kernel::{KernelCatalog, Map};
 
 fn user_map<'a>(a: &'a Artifact, name: &str) -> (usize, &'a ArtifactMap) {
     a.maps
@@ -19,8 +21,7 @@ fn user_map<'a>(a: &'a Artifact, name: &str) -> (usize, &'a ArtifactMap) {
 }
 
 fn compile(src: &str) -> Artifact {
-    compile_source(src, &MemoryCatalog::sample(), &CompileOptions::default())
-        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)))
+    compile_with(src, &MemoryCatalog::sample(), &CompileOptions::default())
 }
 
 #[test]
@@ -72,18 +73,6 @@ fn keyed_plain_and_deleted_maps_stay_hashes() {
     assert!(a.map_with_role(&MapRole::Zeros).is_some());
 }
 
-fn kernel_available() -> Result<(), String> {
-    let spec = MapSpec::new("probe", nexus_insn::MapType::Array, 4, 8, 1);
-    Map::create(&spec).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("BPFNEXUS_REQUIRE_KERNEL").as_deref() == Ok("1") {
-        panic!("kernel test required but skipped: {why}");
-    }
-    eprintln!("skipping kernel test: {why}");
-}
-
 /// Every CPU's slot of a keyless array map, as `u64` words.
 fn slots(a: &Artifact, maps: &[Map], name: &str) -> Vec<Vec<u64>> {
     let (i, _) = user_map(a, name);
@@ -108,27 +97,10 @@ fn kernel_keyless_arrays_read_zero_until_updated() {
     // END never runs here: its maps stay untouched.
     let src = r#"BEGIN { @c = count(); @mn = min(-3); @a = avg(10); @h = hist(4); }
                  END { @never = count(); @nmin = max(1); @nh = hist(1); }"#;
-    let a = compile_source(src, &KernelCatalog, &CompileOptions::default())
-        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
-    let maps: Vec<Map> = a
-        .maps
-        .iter()
-        .map(|m| {
-            Map::create(&MapSpec {
-                name: m.name.clone(),
-                map_type: m.kind.map_type(),
-                key_size: m.key_size,
-                value_size: m.value_size,
-                max_entries: m.max_entries,
-                flags: m.flags,
-            })
-            .unwrap_or_else(|e| panic!("map {}: {e}", m.name))
-        })
-        .collect();
+    let a = compile_with(src, &KernelCatalog, &CompileOptions::default());
+    let maps = create_maps(&a);
     for p in &a.programs {
-        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
-        let prog = Program::load(&spec, &maps)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
+        let prog = load(p, &maps);
         if p.attach == [AttachSpec::Begin] {
             for _ in 0..3 {
                 prog.test_run(&[], None).unwrap();

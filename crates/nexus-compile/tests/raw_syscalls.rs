@@ -4,11 +4,13 @@
 //! the fields `args.id`/`args.ret` do not. The kernel test counts real
 //! `getppid` calls (`BPFNEXUS_REQUIRE_KERNEL=1` makes a skip a failure).
 
+mod common;
+
+use common::{compile_with, create_maps, kernel_available, load, skip_or_fail};
 use nexus_compile::{
-    Artifact, AttachSpec, CompileOptions, MapRole, MemoryCatalog, ProgKind, compile_source,
-    tp_field,
+    Artifact, AttachSpec, CompileOptions, MapRole, MemoryCatalog, ProgKind, tp_field,
 };
-use nexus_kernel::{KernelCatalog, Map, MapSpec, Program, ProgramSpec};
+use nexus_kernel::{KernelCatalog, Map};
 
 /// The sample catalog plus `raw_syscalls:sys_exit` (`long id; long ret`).
 fn catalog() -> MemoryCatalog {
@@ -29,8 +31,7 @@ fn compile(src: &str, raw_syscalls: bool) -> Artifact {
         raw_syscalls,
         ..CompileOptions::default()
     };
-    compile_source(src, &catalog(), &opts)
-        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)))
+    compile_with(src, &catalog(), &opts)
 }
 
 fn raw(event: &str) -> AttachSpec {
@@ -109,35 +110,6 @@ fn probe_names_the_classic_event() {
     );
 }
 
-fn kernel_available() -> Result<(), String> {
-    let spec = MapSpec::new("probe", nexus_insn::MapType::Array, 4, 8, 1);
-    Map::create(&spec).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("BPFNEXUS_REQUIRE_KERNEL").as_deref() == Ok("1") {
-        panic!("kernel test required but skipped: {why}");
-    }
-    eprintln!("skipping kernel test: {why}");
-}
-
-fn create_maps(a: &Artifact) -> Vec<Map> {
-    a.maps
-        .iter()
-        .map(|m| {
-            let spec = MapSpec {
-                name: m.name.clone(),
-                map_type: m.kind.map_type(),
-                key_size: m.key_size,
-                value_size: m.value_size,
-                max_entries: m.max_entries,
-                flags: m.flags,
-            };
-            Map::create(&spec).unwrap_or_else(|e| panic!("map {}: {e}", m.name))
-        })
-        .collect()
-}
-
 /// The first `u64` of a keyless user map, summed over the CPUs.
 fn keyless_total(a: &Artifact, maps: &[Map], name: &str) -> u64 {
     let i = a
@@ -169,15 +141,12 @@ fn kernel_counts_getppid_on_raw_syscalls() {
         params: vec![std::process::id().to_string()],
         ..CompileOptions::default()
     };
-    let a = compile_source(src, &KernelCatalog, &opts)
-        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
+    let a = compile_with(src, &KernelCatalog, &opts);
     let maps = create_maps(&a);
     let mut links = Vec::new();
     for p in &a.programs {
         assert_eq!(p.prog_type, ProgKind::RawTracepoint, "{}", p.probe_text);
-        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
-        let prog = Program::load(&spec, &maps)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
+        let prog = load(p, &maps);
         let [AttachSpec::RawTracepoint { event }] = &p.attach[..] else {
             panic!("{:?}", p.attach);
         };
