@@ -249,19 +249,38 @@ pub(crate) mod tests {
     use std::os::fd::BorrowedFd;
     use std::rc::Rc;
 
-    /// Hands out records in rounds, as a ring buffer filled by producers
-    /// that never wake the consumer would: each `read_batch` takes the
-    /// next round; an empty round is an empty buffer.
-    struct Rounds(VecDeque<Vec<Vec<u8>>>);
+    /// A test backend, shared with the session tests, that journals the
+    /// lifecycle calls (configure, add_to_scope, attach) and hands out
+    /// records in rounds, as a ring buffer filled by producers that never
+    /// wake the consumer would: each `read_batch` takes the next round; an
+    /// empty round, or none left, is an empty buffer.
+    #[derive(Default)]
+    pub(crate) struct ScriptedBackend {
+        pub(crate) journal: Rc<RefCell<Vec<String>>>,
+        pub(crate) rounds: VecDeque<Vec<Vec<u8>>>,
+    }
 
-    impl Backend for Rounds {
-        fn configure(&mut self, _: &crate::RunConfig, _: &[u32]) -> Result<(), BackendError> {
+    impl ScriptedBackend {
+        fn note(&self, what: impl Into<String>) {
+            self.journal.borrow_mut().push(what.into());
+        }
+    }
+
+    impl Backend for ScriptedBackend {
+        fn configure(
+            &mut self,
+            config: &crate::RunConfig,
+            scope: &[u32],
+        ) -> Result<(), BackendError> {
+            self.note(format!("configure cpid={} scope={scope:?}", config.cpid));
             Ok(())
         }
-        fn add_to_scope(&mut self, _: u32) -> Result<(), BackendError> {
+        fn add_to_scope(&mut self, tgid: u32) -> Result<(), BackendError> {
+            self.note(format!("add_to_scope {tgid}"));
             Ok(())
         }
         fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {
+            self.note("attach");
             Ok(Vec::new())
         }
         fn probe_count(&self) -> usize {
@@ -279,7 +298,7 @@ pub(crate) mod tests {
         }
         fn read_batch(&mut self, batch: &mut RecordBatch, _max_bytes: usize) -> usize {
             batch.clear();
-            for record in self.0.pop_front().unwrap_or_default() {
+            for record in self.rounds.pop_front().unwrap_or_default() {
                 batch.push(&record);
             }
             batch.len()
@@ -374,14 +393,17 @@ pub(crate) mod tests {
         .expect("compiles");
         let a = event_of(&artifact, |k| matches!(k, EventKind::Printf { .. }));
         let exit = event_of(&artifact, |k| matches!(k, EventKind::Exit));
-        let mut backend = Rounds(VecDeque::from([
-            vec![record(a), record(a)],
-            vec![],
-            // Arrives while the loop sleeps; no descriptor says so.
-            vec![record(a)],
-            vec![],
-            vec![record(exit), record(a)],
-        ]));
+        let mut backend = ScriptedBackend {
+            rounds: VecDeque::from([
+                vec![record(a), record(a)],
+                vec![],
+                // Arrives while the loop sleeps; no descriptor says so.
+                vec![record(a)],
+                vec![],
+                vec![record(exit), record(a)],
+            ]),
+            ..ScriptedBackend::default()
+        };
         let mut dispatcher = Dispatcher::new(&artifact);
         let mut sink = JournalSink::default();
         let signals = Signals::block().expect("signalfd");

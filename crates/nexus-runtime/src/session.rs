@@ -317,8 +317,7 @@ pub fn run<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{RawEntry, RecordBatch};
-    use crate::event_loop::tests::JournalSink;
+    use crate::event_loop::tests::{JournalSink, ScriptedBackend};
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -327,61 +326,6 @@ mod tests {
 
     fn note(journal: &Journal, what: impl Into<String>) {
         journal.borrow_mut().push(what.into());
-    }
-
-    /// A backend with no records that journals the lifecycle calls.
-    struct Journaled(Journal);
-
-    impl Backend for Journaled {
-        fn configure(&mut self, config: &RunConfig, scope: &[u32]) -> Result<(), BackendError> {
-            note(
-                &self.0,
-                format!("configure cpid={} scope={scope:?}", config.cpid),
-            );
-            Ok(())
-        }
-        fn add_to_scope(&mut self, tgid: u32) -> Result<(), BackendError> {
-            note(&self.0, format!("add_to_scope {tgid}"));
-            Ok(())
-        }
-        fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {
-            note(&self.0, "attach");
-            Ok(Vec::new())
-        }
-        fn probe_count(&self) -> usize {
-            1
-        }
-        fn run_begin(&mut self) -> Result<(), BackendError> {
-            Ok(())
-        }
-        fn run_end(&mut self) -> Result<(), BackendError> {
-            Ok(())
-        }
-        fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
-            None
-        }
-        fn read_batch(&mut self, batch: &mut RecordBatch, _: usize) -> usize {
-            batch.clear();
-            0
-        }
-        fn map_entries(&mut self, _: usize) -> Result<Vec<RawEntry>, BackendError> {
-            Ok(Vec::new())
-        }
-        fn clear_map(&mut self, _: usize) -> Result<(), BackendError> {
-            Ok(())
-        }
-        fn zero_map(&mut self, _: usize) -> Result<(), BackendError> {
-            Ok(())
-        }
-        fn stack_frames(&mut self, _: u32, _: &mut Vec<u64>) -> bool {
-            false
-        }
-        fn lost_events(&mut self) -> Result<u64, BackendError> {
-            Ok(0)
-        }
-        fn detach(&mut self) -> DetachReport {
-            DetachReport::default()
-        }
     }
 
     /// A `-c` command that exits as soon as it is released.
@@ -419,7 +363,10 @@ mod tests {
         let mut command = Command(journal.clone());
         let signals = Signals::block().expect("signalfd");
         let report = run(
-            &mut Journaled(journal.clone()),
+            &mut ScriptedBackend {
+                journal: journal.clone(),
+                ..ScriptedBackend::default()
+            },
             &artifact,
             Target::Command {
                 child: &mut command,
@@ -467,7 +414,7 @@ mod tests {
         .expect("compiles");
         let mut dispatcher = Dispatcher::new(&artifact);
         let maps = dispatcher
-            .user_maps(&mut Journaled(Journal::default()))
+            .user_maps(&mut ScriptedBackend::default())
             .expect("reads the (empty) maps");
         let mut sink = crate::sink::TextSink::new(Vec::new());
         sink.exit_maps(&maps).expect("prints");
