@@ -163,6 +163,17 @@ impl Emitter<'_> {
                     Src::Imm(i) => self.out.push(Insn::st(*size, b, o, i)),
                 }
             }
+            Op::Atomic {
+                op,
+                size,
+                base,
+                off,
+                src,
+            } => {
+                let (b, o) = self.base(*base, *off, T1)?;
+                let r = self.read(*src, T2);
+                self.out.push(Insn::atomic(*size, *op, b, o, r));
+            }
             Op::Addr { dst, slot, off } => {
                 let r = self.dest(*dst, T1);
                 let o = i64::from(self.a.slots[slot.0 as usize]) + i64::from(*off);

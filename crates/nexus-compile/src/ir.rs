@@ -3,7 +3,7 @@
 //! markers. Physical registers r0–r5 appear only around helper calls
 //! (arguments, return value) and the final `exit`.
 
-use nexus_insn::{AluOp, Helper, JmpCond, Size};
+use nexus_insn::{AluOp, AtomicOp, Helper, JmpCond, Size};
 use nexus_lang::Span;
 use std::fmt::{self, Write as _};
 
@@ -78,6 +78,21 @@ pub enum Op {
         off: i32,
         /// Value.
         src: Opnd,
+    },
+    /// `lock *(size *)(base + off) OP= src` (no fetch): a read-modify-write
+    /// that concurrent CPUs cannot interleave, e.g. setting one bit of a
+    /// word other CPUs set bits of too.
+    Atomic {
+        /// The operation (`Add`/`Or`/`And`/`Xor` without fetch).
+        op: AtomicOp,
+        /// Width (`W` or `DW`).
+        size: Size,
+        /// Base.
+        base: Base,
+        /// Offset.
+        off: i32,
+        /// Operand.
+        src: R,
     },
     /// `dst = fp + slot + off` (address of stack memory).
     Addr {
@@ -209,6 +224,17 @@ impl fmt::Display for Op {
                 off,
                 src,
             } => write!(f, "  *({} *)({base} {off:+}) = {src}", size_name(*size)),
+            Op::Atomic {
+                op,
+                size,
+                base,
+                off,
+                src,
+            } => write!(
+                f,
+                "  lock *({} *)({base} {off:+}) {op:?}= {src}",
+                size_name(*size)
+            ),
             Op::Addr { dst, slot, off } => write!(f, "  {dst} = &slot{} {off:+}", slot.0),
             Op::Map { dst, map } => write!(f, "  {dst} = map[{map}]"),
             Op::MapValue { dst, map, off } => write!(f, "  {dst} = &map[{map}].value {off:+}"),

@@ -5,7 +5,7 @@
 use crate::artifact::{
     CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SCOPE_LEADER, CONFIG_SIZE, CONFIG_START_NS,
     CONFIG_STOPPING, CONFIG_TRACER_TGID, EventKind, EventSchema, HIST_SLOTS, MapKind, MapRole,
-    MapSpec, RECORD_HEADER_SIZE, UserMap,
+    MapSpec, RECORD_HEADER_SIZE, SCOPE_WORDS, UserMap,
 };
 use crate::catalog::{KernelMember, KernelType};
 use crate::check::{Agg, MapDecl, MapVal, Typer, Unit, args_field, const_int, map_name};
@@ -13,7 +13,7 @@ use crate::ir::{Base, Func, Label, Op, Opnd, R, Slot};
 use crate::kernel_types::KernelTypes;
 use crate::providers::{ArgRead, CtxRead};
 use crate::ty::{COMM_LEN, Space, Ty, layout_fields};
-use nexus_insn::{AluOp, Helper, JmpCond, Size};
+use nexus_insn::{AluOp, AtomicOp, Helper, JmpCond, Size};
 use nexus_lang::ast::{
     BinOp, Expr, ExprKind, LValue, MapAccess, ProbeKind, Stmt, StmtKind, UnaryOp,
 };
@@ -69,7 +69,7 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 
 fn spec(name: &str, kind: MapKind, key: u32, value: u32, entries: u32, role: MapRole) -> MapSpec {
     // Preallocating every element of a hash map is what makes creating it
-    // slow (a 4096-entry per-CPU hash took ~24 ms here, the 65536-entry scope
+    // slow (a 4096-entry per-CPU hash took ~24 ms here, a 65536-entry one
     // map more), and map creation sits between `bpfnexus` starting and the
     // probes being attached. Since Linux 6.1 tracing programs may use
     // run-time allocated hash maps (bpf_mem_alloc), so trade a small cost on
@@ -181,7 +181,16 @@ impl Resources {
             MapRole::Config,
         ));
         let drops = push(spec("drops", MapKind::PercpuArray, 4, 8, 1, MapRole::Drops));
-        let scope = scope.then(|| push(spec("scope", MapKind::Hash, 4, 1, 65536, MapRole::Scope)));
+        let scope = scope.then(|| {
+            push(spec(
+                "scope",
+                MapKind::Array,
+                4,
+                8,
+                SCOPE_WORDS,
+                MapRole::Scope,
+            ))
+        });
         let zeros = (zeros_size > 0).then(|| {
             push(spec(
                 "zeros",
@@ -728,10 +737,31 @@ impl<'a> Lower<'a> {
             self.br(JmpCond::Eq, leader, 0, lookup);
             self.br(JmpCond::Eq, pt, leader, ok);
             self.op(Op::Label(lookup));
+            // Bit `tgid & 63` of word `tgid >> 6`. The kernel inlines a
+            // lookup in an array map, so no helper runs; it also returns
+            // NULL past the last word, which bounds the index.
+            let word = self.v();
+            self.mov(word, pt);
+            self.alu(AluOp::Rsh, word, 6);
             let key = self.alloc_stack_only(8);
-            self.store(Size::DW, key, pt);
+            self.store(Size::DW, key, word);
             let found = self.call(Helper::MapLookupElem, &[Arg::Map(scope), Arg::Mem(key)]);
             self.br(JmpCond::Eq, found, 0, self.exit);
+            let bits = self.v();
+            self.load(
+                Size::DW,
+                bits,
+                Mem {
+                    base: Base::R(found),
+                    off: 0,
+                },
+            );
+            let bit = self.v();
+            self.mov(bit, pt);
+            self.alu(AluOp::And, bit, 63);
+            self.alu(AluOp::Rsh, bits, bit);
+            self.alu(AluOp::And, bits, 1);
+            self.br(JmpCond::Eq, bits, 0, self.exit);
             self.op(Op::Label(ok));
         }
     }
@@ -2212,18 +2242,116 @@ fn clear_scope_leader(res: &Resources, who: R, cfg: R, leader: R, skip: Label) -
     ]
 }
 
+/// The scope-bitmap word of `tgid`: `ptr = &scope[tgid >> 6]`, or a jump
+/// to `exit` when the lookup fails (a tgid past [`crate::artifact::SCOPE_PID_LIMIT`]).
+/// Uses `key` (8 bytes) and the argument registers.
+fn scope_word(scope: u32, tgid: R, ptr: R, key: Slot, exit: Label) -> [Op; 8] {
+    [
+        Op::Mov(ptr, Opnd::R(tgid)),
+        Op::Alu(AluOp::Rsh, ptr, Opnd::Imm(6)),
+        Op::Store {
+            size: Size::DW,
+            base: Base::Slot(key),
+            off: 0,
+            src: Opnd::R(ptr),
+        },
+        Op::Map {
+            dst: R::P(1),
+            map: scope,
+        },
+        Op::Addr {
+            dst: R::P(2),
+            slot: key,
+            off: 0,
+        },
+        Op::Call(Helper::MapLookupElem),
+        Op::Br {
+            cond: JmpCond::Eq,
+            a: R::P(0),
+            b: Opnd::Imm(0),
+            target: exit,
+        },
+        Op::Mov(ptr, Opnd::R(R::P(0))),
+    ]
+}
+
+/// `bit = 1 << (tgid & 63)`, `tgid`'s bit in its scope-bitmap word.
+fn scope_bit(tgid: R, bit: R, tmp: R) -> [Op; 4] {
+    [
+        Op::Mov(tmp, Opnd::R(tgid)),
+        Op::Alu(AluOp::And, tmp, Opnd::Imm(63)),
+        Op::Mov(bit, Opnd::Imm(1)),
+        Op::Alu(AluOp::Lsh, bit, Opnd::R(tmp)),
+    ]
+}
+
+/// Jump to `exit` unless `tgid` is in the scope bitmap. Scratch: `ptr`,
+/// `bit`, `tmp`, `key`.
+fn scope_require(scope: u32, tgid: R, [ptr, bit, tmp]: [R; 3], key: Slot, exit: Label) -> Vec<Op> {
+    let mut ops = scope_word(scope, tgid, ptr, key, exit).to_vec();
+    ops.extend(scope_bit(tgid, bit, tmp));
+    ops.extend([
+        Op::Load {
+            size: Size::DW,
+            signed: false,
+            dst: tmp,
+            base: Base::R(ptr),
+            off: 0,
+        },
+        Op::Alu(AluOp::And, tmp, Opnd::R(bit)),
+        Op::Br {
+            cond: JmpCond::Eq,
+            a: tmp,
+            b: Opnd::Imm(0),
+            target: exit,
+        },
+    ]);
+    ops
+}
+
+/// Put `tgid` into the scope bitmap (`join`) or take it out. The update is
+/// an atomic OR/AND: CPUs forking or exiting at once may share a word.
+/// Scratch: `ptr`, `bit`, `tmp`, `key`; jumps to `exit` for a tgid out of
+/// the bitmap's range.
+fn scope_mark(
+    scope: u32,
+    tgid: R,
+    join: bool,
+    [ptr, bit, tmp]: [R; 3],
+    key: Slot,
+    exit: Label,
+) -> Vec<Op> {
+    let mut ops = scope_word(scope, tgid, ptr, key, exit).to_vec();
+    ops.extend(scope_bit(tgid, bit, tmp));
+    if !join {
+        ops.push(Op::Alu(AluOp::Xor, bit, Opnd::Imm(-1)));
+    }
+    ops.push(Op::Atomic {
+        op: if join {
+            AtomicOp::Or { fetch: false }
+        } else {
+            AtomicOp::And { fetch: false }
+        },
+        size: Size::DW,
+        base: Base::R(ptr),
+        off: 0,
+        src: bit,
+    });
+    ops
+}
+
 /// The generated fork/exit programs that keep the scope map current: on
 /// fork, a child whose parent is in scope joins it; on exit it leaves.
 pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) -> Func {
     let mut f = Func::default();
     let scope = res.scope.unwrap_or(0);
-    let ctx = R::V(0);
+    let (ctx, pid, child) = (R::V(0), R::V(1), R::V(4));
+    let scratch = [R::V(5), R::V(6), R::V(7)];
     let exit = Label(0);
-    f.vregs = 4;
+    f.vregs = 8;
     f.labels = 2;
-    f.slots = vec![8, 8];
-    let key = Base::Slot(Slot(0));
-    let val = Base::Slot(Slot(1));
+    f.slots = vec![8];
+    let key = Slot(0);
     let what = if fork {
         "scope: a child of a scoped process joins the scope"
     } else {
@@ -2238,79 +2366,25 @@ pub fn scope_program(res: &Resources, fork: bool, pid_off: i16, child_off: i16) 
         Op::Load {
             size: Size::W,
             signed: false,
-            dst: R::V(1),
+            dst: pid,
             base: Base::R(ctx),
             off: i32::from(pid_off),
         },
-        Op::Store {
-            size: Size::DW,
-            base: key,
-            off: 0,
-            src: Opnd::R(R::V(1)),
-        },
     ];
-    if !fork {
-        // `pid` is the exiting thread's: the leader's equals the tgid.
-        ops.extend(clear_scope_leader(res, R::V(1), R::V(2), R::V(3), Label(1)));
-    }
-    ops.extend([
-        Op::Map {
-            dst: R::P(1),
-            map: scope,
-        },
-        Op::Addr {
-            dst: R::P(2),
-            slot: Slot(0),
-            off: 0,
-        },
-    ]);
     if fork {
-        ops.extend([
-            Op::Call(Helper::MapLookupElem),
-            Op::Br {
-                cond: JmpCond::Eq,
-                a: R::P(0),
-                b: Opnd::Imm(0),
-                target: exit,
-            },
-            Op::Load {
-                size: Size::W,
-                signed: false,
-                dst: R::V(1),
-                base: Base::R(ctx),
-                off: i32::from(child_off),
-            },
-            Op::Store {
-                size: Size::DW,
-                base: key,
-                off: 0,
-                src: Opnd::R(R::V(1)),
-            },
-            Op::Store {
-                size: Size::DW,
-                base: val,
-                off: 0,
-                src: Opnd::Imm(1),
-            },
-            Op::Map {
-                dst: R::P(1),
-                map: scope,
-            },
-            Op::Addr {
-                dst: R::P(2),
-                slot: Slot(0),
-                off: 0,
-            },
-            Op::Addr {
-                dst: R::P(3),
-                slot: Slot(1),
-                off: 0,
-            },
-            Op::Mov(R::P(4), Opnd::Imm(0)),
-            Op::Call(Helper::MapUpdateElem),
-        ]);
+        ops.extend(scope_require(scope, pid, scratch, key, exit));
+        ops.push(Op::Load {
+            size: Size::W,
+            signed: false,
+            dst: child,
+            base: Base::R(ctx),
+            off: i32::from(child_off),
+        });
+        ops.extend(scope_mark(scope, child, true, scratch, key, exit));
     } else {
-        ops.push(Op::Call(Helper::MapDeleteElem));
+        // `pid` is the exiting thread's: the leader's equals the tgid.
+        ops.extend(clear_scope_leader(res, pid, R::V(2), R::V(3), Label(1)));
+        ops.extend(scope_mark(scope, pid, false, scratch, key, exit));
     }
     ops.extend([Op::Label(exit), Op::Mov(R::P(0), Opnd::Imm(0)), Op::Exit]);
     f.ops = ops;
@@ -2331,21 +2405,16 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
     let mut f = Func::default();
     let scope = res.scope.unwrap_or(0);
     let (ctx, pt, tgid, child) = (R::V(0), R::V(1), R::V(2), R::V(3));
+    let scratch = [R::V(6), R::V(7), R::V(8)];
     let exit = Label(0);
-    f.vregs = 6;
+    f.vregs = 9;
     f.labels = 2;
-    f.slots = vec![8, 8];
+    f.slots = vec![8];
     let key = Slot(0);
-    let val = Slot(1);
     let what = if fork {
         "scope: a child of a scoped process joins the scope"
     } else {
         "scope: an exiting process leaves the scope"
-    };
-    let addr = |dst: u8, slot: Slot| Op::Addr {
-        dst: R::P(dst),
-        slot,
-        off: 0,
     };
     let mut ops = vec![
         Op::Line {
@@ -2357,27 +2426,10 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
         Op::Mov(pt, Opnd::R(R::P(0))),
         Op::Mov(tgid, Opnd::R(pt)),
         Op::Alu(AluOp::Rsh, tgid, Opnd::Imm(32)),
-        Op::Store {
-            size: Size::DW,
-            base: Base::Slot(key),
-            off: 0,
-            src: Opnd::R(tgid),
-        },
     ];
     if fork {
+        ops.extend(scope_require(scope, tgid, scratch, key, exit));
         ops.extend([
-            Op::Map {
-                dst: R::P(1),
-                map: scope,
-            },
-            addr(2, key),
-            Op::Call(Helper::MapLookupElem),
-            Op::Br {
-                cond: JmpCond::Eq,
-                a: R::P(0),
-                b: Opnd::Imm(0),
-                target: exit,
-            },
             // child->tgid, through probe_read_kernel: a raw tracepoint's
             // arguments are untyped to the verifier.
             Op::Load {
@@ -2394,7 +2446,11 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
                 off: 0,
                 src: Opnd::Imm(0),
             },
-            addr(1, key),
+            Op::Addr {
+                dst: R::P(1),
+                slot: key,
+                off: 0,
+            },
             Op::Mov(R::P(2), Opnd::Imm(4)),
             Op::Mov(R::P(3), Opnd::R(child)),
             Op::Call(Helper::ProbeReadKernel),
@@ -2404,21 +2460,15 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
                 b: Opnd::Imm(0),
                 target: exit,
             },
-            Op::Store {
-                size: Size::DW,
-                base: Base::Slot(val),
+            Op::Load {
+                size: Size::W,
+                signed: false,
+                dst: child,
+                base: Base::Slot(key),
                 off: 0,
-                src: Opnd::Imm(1),
             },
-            Op::Map {
-                dst: R::P(1),
-                map: scope,
-            },
-            addr(2, key),
-            addr(3, val),
-            Op::Mov(R::P(4), Opnd::Imm(0)),
-            Op::Call(Helper::MapUpdateElem),
         ]);
+        ops.extend(scope_mark(scope, child, true, scratch, key, exit));
     } else {
         ops.extend([
             // Only the leader's exit ends the process.
@@ -2432,14 +2482,7 @@ pub fn scope_program_raw(res: &Resources, fork: bool, tgid_off: i16) -> Func {
             },
         ]);
         ops.extend(clear_scope_leader(res, tgid, R::V(4), R::V(5), Label(1)));
-        ops.extend([
-            Op::Map {
-                dst: R::P(1),
-                map: scope,
-            },
-            addr(2, key),
-            Op::Call(Helper::MapDeleteElem),
-        ]);
+        ops.extend(scope_mark(scope, tgid, false, scratch, key, exit));
     }
     ops.extend([Op::Label(exit), Op::Mov(R::P(0), Opnd::Imm(0)), Op::Exit]);
     f.ops = ops;
@@ -2460,18 +2503,13 @@ pub fn scope_exec_program(res: &Resources) -> Func {
     let mut f = Func::default();
     let scope = res.scope.unwrap_or(0);
     let (tgid, cfg, cpid) = (R::V(0), R::V(1), R::V(2));
+    let scratch = [R::V(3), R::V(4), R::V(5)];
     let exit = Label(0);
-    f.vregs = 3;
+    f.vregs = 6;
     f.labels = 1;
-    f.slots = vec![8, 8];
+    f.slots = vec![8];
     let key = Slot(0);
-    let val = Slot(1);
-    let addr = |dst: u8, slot: Slot| Op::Addr {
-        dst: R::P(dst),
-        slot,
-        off: 0,
-    };
-    f.ops = vec![
+    let mut ops = vec![
         Op::Line {
             span: Span::default(),
             what: "scope: the command joins the scope at its exec".to_string(),
@@ -2503,29 +2541,9 @@ pub fn scope_exec_program(res: &Resources) -> Func {
             off: CONFIG_SCOPE_LEADER as i32,
             src: Opnd::R(tgid),
         },
-        Op::Store {
-            size: Size::DW,
-            base: Base::Slot(key),
-            off: 0,
-            src: Opnd::R(tgid),
-        },
-        Op::Store {
-            size: Size::DW,
-            base: Base::Slot(val),
-            off: 0,
-            src: Opnd::Imm(1),
-        },
-        Op::Map {
-            dst: R::P(1),
-            map: scope,
-        },
-        addr(2, key),
-        addr(3, val),
-        Op::Mov(R::P(4), Opnd::Imm(0)),
-        Op::Call(Helper::MapUpdateElem),
-        Op::Label(exit),
-        Op::Mov(R::P(0), Opnd::Imm(0)),
-        Op::Exit,
     ];
+    ops.extend(scope_mark(scope, tgid, true, scratch, key, exit));
+    ops.extend([Op::Label(exit), Op::Mov(R::P(0), Opnd::Imm(0)), Op::Exit]);
+    f.ops = ops;
     f
 }

@@ -62,6 +62,11 @@ pub fn regs(op: &Op) -> (Vec<R>, Vec<R>) {
             u.extend(opnd(src));
             (u, vec![])
         }
+        Op::Atomic { base: b, src, .. } => {
+            let mut u = base(b);
+            u.push(*src);
+            (u, vec![])
+        }
         Op::Addr { dst, .. } | Op::Map { dst, .. } | Op::MapValue { dst, .. } => {
             (vec![], vec![*dst])
         }

@@ -1171,6 +1171,33 @@ fn user_map(a: &Artifact, name: &str) -> usize {
 }
 
 /// Sum of a keyless `count()` (its one per-CPU array slot).
+/// Whether `tgid` is in the scope bitmap (bit `tgid & 63` of the `u64`
+/// word `tgid >> 6`).
+fn scope_has(scope: &Map, tgid: u32) -> bool {
+    let word = scope
+        .lookup(&(tgid >> 6).to_le_bytes())
+        .unwrap()
+        .expect("every word of the scope array exists");
+    u64::from_le_bytes(word[..8].try_into().unwrap()) & (1 << (tgid & 63)) != 0
+}
+
+/// Put `tgid` into the scope bitmap, as the runtime seeds it for `-p`.
+fn scope_add(scope: &Map, tgid: u32) {
+    let key = (tgid >> 6).to_le_bytes();
+    let word = u64::from_le_bytes(
+        scope.lookup(&key).unwrap().unwrap()[..8]
+            .try_into()
+            .unwrap(),
+    );
+    scope
+        .update(
+            &key,
+            &(word | 1 << (tgid & 63)).to_le_bytes(),
+            nexus_kernel::UpdateFlags::Any,
+        )
+        .unwrap();
+}
+
 fn keyless_count(maps: &[Map], index: usize) -> u64 {
     maps[index]
         .lookup_percpu(&0u32.to_le_bytes())
@@ -1485,13 +1512,7 @@ fn kernel_scope_follows_grandchildren_on_raw_tracepoints() {
     );
     // Seed the scope with this process: its child `sh` and grandchild
     // `sleep` join through the fork program.
-    scope
-        .update(
-            &std::process::id().to_le_bytes(),
-            &[1],
-            nexus_kernel::UpdateFlags::Any,
-        )
-        .unwrap();
+    scope_add(scope, std::process::id());
     let mut sh = std::process::Command::new("sh")
         .args(["-c", "sleep 0.05 & wait"])
         .spawn()
@@ -1499,7 +1520,7 @@ fn kernel_scope_follows_grandchildren_on_raw_tracepoints() {
     let sh_pid = sh.id();
     assert!(sh.wait().unwrap().success());
     let counted = keyless_count(&maps, count);
-    let sh_still_scoped = scope.lookup(&sh_pid.to_le_bytes()).unwrap().is_some();
+    let sh_still_scoped = scope_has(scope, sh_pid);
     drop(links);
     assert!(
         counted >= 1,
@@ -1507,10 +1528,7 @@ fn kernel_scope_follows_grandchildren_on_raw_tracepoints() {
     );
     assert!(!sh_still_scoped, "an exited process stayed in scope");
     assert!(
-        scope
-            .lookup(&std::process::id().to_le_bytes())
-            .unwrap()
-            .is_some(),
+        scope_has(scope, std::process::id()),
         "a thread exit removed the process"
     );
 }
@@ -1564,7 +1582,7 @@ fn kernel_scope_starts_at_the_commands_exec() {
         .status()
         .unwrap();
     let before = keyless_count(&maps, count);
-    let scoped_before = scope.lookup(&cpid.to_le_bytes()).unwrap().is_some();
+    let scoped_before = scope_has(scope, cpid);
     held.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert!(held.wait().unwrap().success());
     let after = keyless_count(&maps, count);

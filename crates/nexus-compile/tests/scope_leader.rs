@@ -132,7 +132,24 @@ fn kernel_scope_passes_the_command_through_the_leader_word() {
     std::thread::sleep(Duration::from_millis(20));
     wait_sleeping(cpid);
     // Out of the scope map: only the leader word admits it now.
-    scope.delete(&cpid.to_le_bytes()).unwrap();
+    let key = (cpid >> 6).to_le_bytes();
+    let word = u64::from_le_bytes(
+        scope.lookup(&key).unwrap().unwrap()[..8]
+            .try_into()
+            .unwrap(),
+    );
+    assert_ne!(
+        word & 1 << (cpid & 63),
+        0,
+        "the command's exec did not join"
+    );
+    scope
+        .update(
+            &key,
+            &(word & !(1 << (cpid & 63))).to_le_bytes(),
+            UpdateFlags::Any,
+        )
+        .unwrap();
     stdin.write_all(b"go\n").unwrap();
     assert!(cmd.wait().unwrap().success());
     drop(links);

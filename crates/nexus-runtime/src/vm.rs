@@ -306,13 +306,24 @@ impl Backend for VmBackend<'_> {
         let Some(i) = self.scope else {
             return Ok(());
         };
-        let mut value = vec![0u8; self.artifact.maps[i].value_size as usize];
-        if let Some(first) = value.first_mut() {
-            *first = 1;
-        }
+        // Bit `tgid & 63` of the `u64` word `tgid >> 6` (the bitmap layout
+        // of `MapRole::Scope`), under the VM lock.
+        let key = (tgid >> 6).to_le_bytes();
         let mut vm = self.lock();
-        vm.map_mut(i)
-            .and_then(|m| Ok(m.update(&tgid.to_le_bytes(), &value, nexus_vm::BPF_ANY)?))
+        let map = vm.map_mut(i).map_err(runtime)?;
+        let word = map
+            .lookup(&key)
+            .map_err(runtime)?
+            .and_then(|v| v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| {
+                runtime(format!(
+                    "cannot scope to tgid {tgid}: past the scope bitmap's {} words",
+                    map.spec().max_entries
+                ))
+            })?;
+        let word = word | 1u64 << (tgid & 63);
+        map.update(&key, &word.to_le_bytes(), nexus_vm::BPF_ANY)
             .map_err(runtime)
     }
 
