@@ -69,8 +69,8 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 
 fn spec(name: &str, kind: MapKind, key: u32, value: u32, entries: u32, role: MapRole) -> MapSpec {
     // Preallocating every element of a hash map is what makes creating it
-    // slow (a 4096-entry per-CPU hash took ~24 ms here, a 65536-entry one
-    // map more), and map creation sits between `bpfnexus` starting and the
+    // slow (a 4096-entry per-CPU hash took ~24 ms here, a 65536-entry hash
+    // more), and map creation sits between `bpfnexus` starting and the
     // probes being attached. Since Linux 6.1 tracing programs may use
     // run-time allocated hash maps (bpf_mem_alloc), so trade a small cost on
     // each first insert for a fast start.
