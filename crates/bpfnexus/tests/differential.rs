@@ -275,6 +275,7 @@ differential_tests! {
     interval_exit => "interval_exit.bt",
     interval_once => "interval_once.bt",
     json_output => "json_output.bt",
+    kstack_limit => "kstack_limit.bt",
     maps => "maps.bt",
     never_fired => "never_fired.bt",
     openat_str => "openat_str.bt",

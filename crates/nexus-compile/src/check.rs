@@ -203,6 +203,60 @@ pub fn is_args(e: &Expr) -> bool {
     matches!(&e.kind, ExprKind::Builtin(b) if b == "args")
 }
 
+/// The most frames `kstack(N)`/`ustack(N)` may ask for, as in bpftrace.
+pub const MAX_STACK_LIMIT: u32 = 1024;
+
+/// The frame limit of a `kstack`/`ustack` call with arguments `args`
+/// (`kstack`, `kstack(N)`, `kstack(MODE)`, `kstack(MODE, N)`): the stack-trace
+/// map's value holds this many frames, so the kernel truncates the stack
+/// and equal top-N stacks share one id. Modes other than the default
+/// `bpftrace` are refused: the runtime prints every stack in that format.
+pub fn stack_limit(name: &str, args: &[Expr]) -> Result<u32, Diagnostic> {
+    let mut limit = crate::lower::STACK_DEPTH;
+    for (i, a) in args.iter().enumerate() {
+        match (&a.kind, const_int(a)) {
+            (ExprKind::Ident(mode), _) if i == 0 => match mode.as_str() {
+                "bpftrace" => {}
+                "perf" => {
+                    return Err(Diagnostic::error(
+                        a.span,
+                        format!("{name}(perf) is not supported yet"),
+                    )
+                    .with_hint(format!(
+                        "{name}() and {name}(bpftrace) print the default format"
+                    )));
+                }
+                _ => {
+                    return Err(Diagnostic::error(
+                        a.span,
+                        format!("unknown stack mode `{mode}`: bpftrace or perf"),
+                    ));
+                }
+            },
+            (_, Some(n)) if i + 1 == args.len() => {
+                limit = u32::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=MAX_STACK_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        Diagnostic::error(
+                            a.span,
+                            format!(
+                                "{name}() frame limit must be from 1 to {MAX_STACK_LIMIT}, {n} given"
+                            ),
+                        )
+                    })?;
+            }
+            _ => {
+                return Err(Diagnostic::error(
+                    a.span,
+                    format!("{name}() takes a mode name and/or a frame limit: {name}(MODE, N)"),
+                ));
+            }
+        }
+    }
+    Ok(limit)
+}
+
 /// An integer literal's value, if `e` is one (also `-N`).
 pub fn const_int(e: &Expr) -> Option<i64> {
     match &e.kind {
@@ -826,14 +880,7 @@ impl Typer<'_> {
             }
             "kstack" | "ustack" => {
                 argc(0..=2)?;
-                for a in args {
-                    if const_int(a).is_none() && !matches!(&a.kind, ExprKind::Ident(_)) {
-                        return Err(Self::err(
-                            a.span,
-                            format!("{name}() takes a mode name and/or a frame limit"),
-                        ));
-                    }
-                }
+                stack_limit(name, args)?;
                 self.builtin(name, name_span)
             }
             "strncmp" => {

@@ -40,6 +40,45 @@ use nexus_lang::ast::{ExprKind, Probe, ProbeKind, Program};
 use nexus_lang::{Diagnostic, LineIndex, Span};
 use std::collections::HashMap;
 
+/// An error for every `kstack`/`ustack` whose frame limit differs from the
+/// first one's. The limit is the stack map's value size, and the runtime
+/// reads stack ids from a single map, so one program has one limit.
+fn mixed_stack_limits(program: &Program) -> Vec<Diagnostic> {
+    let mut first: Option<u32> = None;
+    let mut out = Vec::new();
+    let mut visit = |e: &nexus_lang::ast::Expr| {
+        let limit = match &e.kind {
+            ExprKind::Builtin(b) if b == "kstack" || b == "ustack" => lower::STACK_DEPTH,
+            ExprKind::Call { name, args } if name.name == "kstack" || name.name == "ustack" => {
+                // Bad arguments were reported by the checker.
+                let Ok(n) = check::stack_limit(&name.name, args) else {
+                    return;
+                };
+                n
+            }
+            _ => return,
+        };
+        match first {
+            None => first = Some(limit),
+            Some(f) if f != limit => out.push(
+                Diagnostic::error(
+                    e.span,
+                    format!("this stack has a {limit}-frame limit, an earlier one {f}"),
+                )
+                .with_hint("one program can use only one kstack/ustack frame limit for now"),
+            ),
+            Some(_) => {}
+        }
+    };
+    for p in &program.probes {
+        if let Some(pred) = &p.predicate {
+            walk::expr(pred, &mut visit);
+        }
+        walk::exprs(&p.body.stmts, &mut visit);
+    }
+    out
+}
+
 /// Knobs of one compilation.
 #[derive(Debug, Clone)]
 pub struct CompileOptions {
@@ -344,6 +383,9 @@ fn lower_all(
         vars.push(checker.unit(u, p.predicate.as_ref(), &p.body.stmts));
     }
     diags.extend(checker.diags);
+    if !diags.iter().any(Diagnostic::is_error) {
+        diags.extend(mixed_stack_limits(program));
+    }
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }

@@ -8,7 +8,9 @@ use crate::artifact::{
     MapSpec, RECORD_HEADER_SIZE, SCOPE_WORDS, UserMap,
 };
 use crate::catalog::{KernelMember, KernelType};
-use crate::check::{Agg, MapDecl, MapVal, Typer, Unit, args_field, const_int, map_name};
+use crate::check::{
+    Agg, MapDecl, MapVal, Typer, Unit, args_field, const_int, map_name, stack_limit,
+};
 use crate::ir::{Base, Func, Label, Op, Opnd, R, Slot};
 use crate::kernel_types::KernelTypes;
 use crate::providers::{ArgRead, CtxRead};
@@ -215,7 +217,9 @@ impl Resources {
         }
     }
 
-    fn stacks(&mut self) -> u32 {
+    /// The stack-trace map, holding `limit` frames per stack (one limit
+    /// per program: `compile` refuses a second).
+    fn stacks(&mut self, limit: u32) -> u32 {
         if let Some(s) = self.stacks {
             return s;
         }
@@ -223,7 +227,7 @@ impl Resources {
             "stacks",
             MapKind::StackTrace,
             4,
-            STACK_DEPTH * 8,
+            limit * 8,
             16384,
             MapRole::Stacks,
         ));
@@ -1426,8 +1430,15 @@ impl<'a> Lower<'a> {
                     self.alu(AluOp::Rsh, pt, 32);
                     self.store(Size::DW, dst.at(8), pt);
                 }
-                (ExprKind::Builtin(_) | ExprKind::Call { .. }, Ty::Ustack) => {
-                    let id = self.stack_id(true);
+                (ExprKind::Builtin(_), Ty::Ustack) => {
+                    let id = self.stack_id(true, &[]);
+                    self.store(Size::DW, dst, id);
+                    let pt = self.call(Helper::GetCurrentPidTgid, &[]);
+                    self.alu(AluOp::Rsh, pt, 32);
+                    self.store(Size::DW, dst.at(8), pt);
+                }
+                (ExprKind::Call { args, .. }, Ty::Ustack) => {
+                    let id = self.stack_id(true, args);
                     self.store(Size::DW, dst, id);
                     let pt = self.call(Helper::GetCurrentPidTgid, &[]);
                     self.alu(AluOp::Rsh, pt, 32);
@@ -1513,8 +1524,13 @@ impl<'a> Lower<'a> {
         r
     }
 
-    fn stack_id(&mut self, user: bool) -> R {
-        let map = self.res.stacks();
+    /// `bpf_get_stackid` into the stack map; `args` are the call's
+    /// (empty for the bare builtin), which set the frame limit.
+    fn stack_id(&mut self, user: bool, args: &[Expr]) -> R {
+        let name = if user { "ustack" } else { "kstack" };
+        // The checker has refused a bad limit already.
+        let limit = stack_limit(name, args).unwrap_or(STACK_DEPTH);
+        let map = self.res.stacks(limit);
         let flags = if user { BPF_F_USER_STACK } else { 0 };
         self.call(
             Helper::GetStackid,
@@ -1913,7 +1929,7 @@ impl<'a> Lower<'a> {
             "jiffies" => h(self, Helper::Jiffies64),
             "curtask" => h(self, Helper::GetCurrentTask),
             "cpid" => self.config_load(CONFIG_CPID),
-            "kstack" => self.stack_id(false),
+            "kstack" => self.stack_id(false, &[]),
             "retval" => {
                 let read = self.unit.provider.retval(self.unit.kind, self.unit.first());
                 match read {
@@ -1971,7 +1987,7 @@ impl<'a> Lower<'a> {
             ExprKind::Builtin(b) => self.builtin(b, e.span),
             ExprKind::Call { name, args } => match name.name.as_str() {
                 "ksym" | "usym" => self.int(&args[0]),
-                "kstack" => self.stack_id(false),
+                "kstack" => self.stack_id(false, args),
                 "strncmp" => {
                     let limit = const_int(&args[2]).unwrap_or(0) as u32;
                     let eq = self.str_eq(&args[0], &args[1], Some(limit));

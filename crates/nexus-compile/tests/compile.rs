@@ -66,11 +66,11 @@ const PROGRAMS: &[(&str, &str)] = &[
     ),
     (
         "tracepoint kstack",
-        r#"tracepoint:sched:sched_switch { @[kstack] = count(); @u[ustack(3)] = count(); }"#,
+        r#"tracepoint:sched:sched_switch { @[kstack] = count(); @u[ustack] = count(); }"#,
     ),
     (
         "lowered syscall and raw tracepoint kstack",
-        r#"tracepoint:syscalls:sys_enter_read { @[kstack, ustack] = count(); } rawtracepoint:sched_switch { @s[kstack(perf)] = count(); }"#,
+        r#"tracepoint:syscalls:sys_enter_read { @[kstack, ustack] = count(); } rawtracepoint:sched_switch { @s[kstack(bpftrace)] = count(); }"#,
     ),
     (
         "software event",
