@@ -3,25 +3,15 @@
 //! the exit program clears it. Kernel test (`BPFNEXUS_REQUIRE_KERNEL=1`
 //! makes a skip a failure).
 
+mod common;
+
+use common::{compile_with, create_maps, kernel_available, load, skip_or_fail};
 use nexus_compile::{
     AttachSpec, CONFIG_CPID, CONFIG_SCOPE_ENABLED, CONFIG_SCOPE_LEADER, CompileOptions, MapRole,
-    compile_source,
 };
-use nexus_kernel::{KernelCatalog, Map, MapSpec, Program, ProgramSpec, UpdateFlags};
+use nexus_kernel::{KernelCatalog, Map, UpdateFlags};
 use std::io::Write;
 use std::time::Duration;
-
-fn kernel_available() -> Result<(), String> {
-    let spec = MapSpec::new("probe", nexus_insn::MapType::Array, 4, 8, 1);
-    Map::create(&spec).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("BPFNEXUS_REQUIRE_KERNEL").as_deref() == Ok("1") {
-        panic!("kernel test required but skipped: {why}");
-    }
-    eprintln!("skipping kernel test: {why}");
-}
 
 fn config_word(map: &Map, off: u32) -> u64 {
     let v = map.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
@@ -60,28 +50,11 @@ fn kernel_scope_passes_the_command_through_the_leader_word() {
         scope: true,
         ..CompileOptions::default()
     };
-    let a = compile_source(src, &KernelCatalog, &opts)
-        .unwrap_or_else(|d| panic!("{}", nexus_lang::render_all(&d, "test", src)));
-    let maps: Vec<Map> = a
-        .maps
-        .iter()
-        .map(|m| {
-            Map::create(&MapSpec {
-                name: m.name.clone(),
-                map_type: m.kind.map_type(),
-                key_size: m.key_size,
-                value_size: m.value_size,
-                max_entries: m.max_entries,
-                flags: m.flags,
-            })
-            .unwrap_or_else(|e| panic!("map {}: {e}", m.name))
-        })
-        .collect();
+    let a = compile_with(src, &KernelCatalog, &opts);
+    let maps = create_maps(&a);
     let mut links = Vec::new();
     for p in &a.programs {
-        let spec = ProgramSpec::new(&p.name, p.prog_type.prog_type(), &p.insns);
-        let prog = Program::load(&spec, &maps)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{}", p.name, e.verifier_log().unwrap_or("")));
+        let prog = load(p, &maps);
         for at in &p.attach {
             let target = match at {
                 AttachSpec::RawTracepoint { event } => nexus_kernel::AttachTarget::RawTracepoint {
