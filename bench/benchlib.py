@@ -27,7 +27,9 @@ PINNED_DD = f"/usr/bin/taskset -c {PIN_CPU} {DD}"
 # BPF programs run in dd's context at syscall entry, so their cost is dd's
 # system time, and, unlike wall time, it doesn't grow when other work on
 # this shared machine preempts dd.
-DD_CPU_FILE = os.path.join(tempfile.gettempdir(), "bench-dd-cpu")
+# One file per benchmark process: two benchmarks started side by side (other
+# helpers on this machine run them too) would otherwise read each other's.
+DD_CPU_FILE = os.path.join(tempfile.gettempdir(), f"bench-dd-cpu-{os.getpid()}")
 # No spaces or quotes: bpftrace -c splits the command on blanks.
 TIMED_DD = f"{GNU_TIME} -f %U,%S -o {DD_CPU_FILE} {PINNED_DD}"
 
