@@ -179,6 +179,35 @@ pub trait Backend {
     }
 }
 
+/// Where `tgid` lives in the scope bitmap (`MapRole::Scope`): the key of
+/// its `u64` word (`tgid >> 6`) and its bit (`tgid & 63`).
+#[must_use]
+pub fn scope_slot(tgid: u32) -> ([u8; 4], u64) {
+    ((tgid >> 6).to_le_bytes(), 1u64 << (tgid & 63))
+}
+
+/// The scope word `current` (as a map lookup returned it) with `bit` set,
+/// ready to write back; an error when the lookup found no word, i.e. the
+/// tgid lies past the bitmap's `words` entries. Both backends seed the scope
+/// through this, before anything is attached (a read-modify-write: after
+/// attach, a bit a concurrent fork sets in the same word could be lost).
+pub fn scope_word_with(
+    current: Option<&[u8]>,
+    bit: u64,
+    tgid: u32,
+    words: u32,
+) -> Result<[u8; 8], BackendError> {
+    current
+        .and_then(|v| v.get(..8))
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(|b| (u64::from_le_bytes(b) | bit).to_le_bytes())
+        .ok_or_else(|| {
+            BackendError::Runtime(format!(
+                "cannot scope to tgid {tgid}: past the scope bitmap's {words} words"
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 use crate::backend::{
     AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
+    scope_slot, scope_word_with,
 };
 use crate::handoff::{self, BackgroundDetach, Report};
 use crate::verifier;
@@ -352,27 +353,11 @@ impl Backend for KernelBackend {
         let Some(i) = self.scope else {
             return Ok(());
         };
-        // Bit `tgid & 63` of the `u64` word `tgid >> 6` (the bitmap layout
-        // of `MapRole::Scope`). A plain read-modify-write: `configure`
-        // seeds before anything is attached, so no program updates the
-        // word meanwhile (after attach, a bit a concurrent fork sets in the
-        // same word could be lost).
         let map = &self.maps[i];
-        let key = (tgid >> 6).to_le_bytes();
-        let word = map
-            .lookup(&key)
-            .map_err(map_err)?
-            .and_then(|v| v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| {
-                BackendError::Runtime(format!(
-                    "cannot scope to tgid {tgid}: past the scope bitmap's {} words",
-                    map.max_entries()
-                ))
-            })?;
-        let word = word | 1u64 << (tgid & 63);
-        map.update(&key, &word.to_le_bytes(), UpdateFlags::Any)
-            .map_err(map_err)
+        let (key, bit) = scope_slot(tgid);
+        let current = map.lookup(&key).map_err(map_err)?;
+        let word = scope_word_with(current.as_deref(), bit, tgid, map.max_entries())?;
+        map.update(&key, &word, UpdateFlags::Any).map_err(map_err)
     }
 
     fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {

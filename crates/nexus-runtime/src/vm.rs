@@ -13,6 +13,7 @@
 
 use crate::backend::{
     AttachedProbe, Backend, BackendError, DetachReport, RawEntry, RecordBatch, RunConfig,
+    scope_slot, scope_word_with,
 };
 use nexus_compile::{
     Artifact, AttachSpec, BtfArg, CatalogError, MapKind, MapRole, ProbeCatalog, TracepointField,
@@ -306,25 +307,13 @@ impl Backend for VmBackend<'_> {
         let Some(i) = self.scope else {
             return Ok(());
         };
-        // Bit `tgid & 63` of the `u64` word `tgid >> 6` (the bitmap layout
-        // of `MapRole::Scope`), under the VM lock.
-        let key = (tgid >> 6).to_le_bytes();
+        // Under the VM lock.
+        let (key, bit) = scope_slot(tgid);
         let mut vm = self.lock();
         let map = vm.map_mut(i).map_err(runtime)?;
-        let word = map
-            .lookup(&key)
-            .map_err(runtime)?
-            .and_then(|v| v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| {
-                runtime(format!(
-                    "cannot scope to tgid {tgid}: past the scope bitmap's {} words",
-                    map.spec().max_entries
-                ))
-            })?;
-        let word = word | 1u64 << (tgid & 63);
-        map.update(&key, &word.to_le_bytes(), nexus_vm::BPF_ANY)
-            .map_err(runtime)
+        let current = map.lookup(&key).map_err(runtime)?;
+        let word = scope_word_with(current, bit, tgid, map.spec().max_entries)?;
+        map.update(&key, &word, nexus_vm::BPF_ANY).map_err(runtime)
     }
 
     fn attach(&mut self) -> Result<Vec<AttachedProbe>, BackendError> {
