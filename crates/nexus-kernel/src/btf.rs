@@ -850,6 +850,12 @@ mod tests {
             params.extend_from_slice(&t.to_le_bytes());
         }
         ty(0, 13, 2, 1, &params);
+        blob(&types, &strings)
+    }
+
+    /// A BTF file: header (version 1, 24 bytes), then the type and string
+    /// sections back to back.
+    fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
@@ -862,8 +868,8 @@ mod tests {
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend_from_slice(&types);
-        out.extend_from_slice(&strings);
+        out.extend_from_slice(types);
+        out.extend_from_slice(strings);
         out
     }
 
@@ -933,21 +939,7 @@ mod tests {
         ]
         .concat();
         ty(off("task"), 4, 5, true, 28, &members);
-        let mut out = Vec::new();
-        out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
-        out.extend_from_slice(&[1, 0]);
-        for v in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(&types);
-        out.extend_from_slice(&strings);
-        out
+        blob(&types, &strings)
     }
 
     #[test]
